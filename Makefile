@@ -1,0 +1,35 @@
+# The whole set-up: `make run` serves the demo, `make test` runs every test.
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+ARGS   ?=
+
+.PHONY: run test test-fast system-deps screenshots clean
+
+# Installed markers: pip runs again only when a requirements file changes.
+$(VENV)/.run-deps: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(VENV)/.test-deps: $(VENV)/.run-deps requirements-test.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-test.txt
+	touch $@
+
+run: $(VENV)/.run-deps  ## serve on http://127.0.0.1:8888/ (flags: make run ARGS="--port=9000")
+	$(PY) app.py $(ARGS)
+
+system-deps:  ## chromium and chromium-driver, from Debian, when missing
+	bash scripts/system-deps.sh
+
+test: $(VENV)/.test-deps system-deps  ## every test, the browser ones included
+	$(PY) -m pytest $(ARGS)
+
+test-fast: $(VENV)/.test-deps  ## everything but the browser
+	$(PY) -m pytest --ignore=tests/e2e $(ARGS)
+
+screenshots: $(VENV)/.test-deps system-deps  ## docs/*.png, from a real browser
+	$(PY) -m tests.e2e.screenshots
+
+clean:
+	rm -rf $(VENV) .pytest_cache

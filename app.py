@@ -1,0 +1,135 @@
+"""Comet on Tornado: a long-polling chat and a Server-Sent Events ticker.
+
+``make_app()`` builds the application and the shared state its handlers are
+given; ``main()`` reads the flags, starts the price timer, listens, and shuts
+down cleanly on SIGINT or SIGTERM. Run ``python app.py --help`` for the flags.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import signal
+
+import tornado.netutil
+import tornado.web
+from tornado.httpserver import HTTPServer
+from tornado.ioloop import PeriodicCallback
+from tornado.options import define, options, parse_command_line
+
+from handlers.base import Clients
+from handlers.chat import EventsHandler, GetHandler, PostHandler, SinceHandler
+from handlers.pages import NotFoundHandler, PageHandler, StatusHandler
+from handlers.policies import BoundedEventQueue, StateStream
+from handlers.ticker import RandomWalk, TickerHandler
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+define("port", default=8888, help="port to listen on; 0 picks a free one")
+define("address", default="127.0.0.1", help="address to listen on")
+define("debug", default=False, help="reload on change, tracebacks in error pages")
+define("poll_timeout", default=25.0, help="seconds a long poll is held before 204 / an empty batch")
+define("history", default=1000, help="chat messages kept")
+define("max_message", default=2000, help="longest chat message, in characters")
+define("max_body", default=64 * 1024, help="largest request body, in bytes")
+define("retry", default=2000, help="reconnection delay sent to EventSource clients, in ms")
+define("keepalive", default=15.0, help="seconds between keep-alive comments on an idle stream")
+define("tick_interval", default=1.0, help="seconds between price moves")
+define("max_clients", default=10000, help="open streams plus held polls; past it, 503")
+define("max_backlog", default=256 * 1024, help="bytes a stuck chat stream may fall behind before it is dropped")
+define("gzip", default=False, help="compress pages (never event streams or polls)")
+
+SETTINGS = (
+    "debug", "poll_timeout", "history", "max_message", "max_body", "retry",
+    "keepalive", "tick_interval", "max_clients", "max_backlog", "gzip",
+)
+
+
+class PageGZip(tornado.web.GZipContentEncoding):
+    """Tornado's gzip compresses every ``text/*`` type, which would hold back
+    ``text/event-stream`` frames in the compressor. Pages only."""
+
+    def _compressible_type(self, ctype: str) -> bool:
+        return ctype in {"text/html", "text/css", "application/javascript", "application/json", "image/svg+xml"}
+
+
+def make_app(**overrides) -> tornado.web.Application:
+    """The application; ``overrides`` replace the flags' values (tests use it).
+
+    The shared state is created here and handed to handlers: ``app.history``
+    (the chat), ``app.prices`` (the ticker) and ``app.clients`` (who is held).
+    """
+    settings = {name: options[name] for name in SETTINGS} | overrides
+    history = BoundedEventQueue(settings["history"])
+    walk = RandomWalk()
+    prices = StateStream(walk.formatted())
+    clients = Clients(settings["max_clients"])
+    chat = dict(history=history)
+    held = dict(clients=clients)
+    app = tornado.web.Application(
+        [
+            (r"/", PageHandler, dict(template="index.html")),
+            (r"/chat", PageHandler, dict(template="chat.html")),
+            (r"/stock", PageHandler, dict(template="stock.html")),
+            (r"/status", StatusHandler, dict(history=history, prices=prices, clients=clients)),
+            (r"/chat/post", PostHandler, chat),
+            (r"/chat/get/([0-9]+)", GetHandler, chat | held),
+            (r"/chat/since/([0-9]+)", SinceHandler, chat),
+            (r"/chat/events", EventsHandler, dict(source=history, kind="chat.streams") | held),
+            (r"/ticker", TickerHandler, dict(source=prices, kind="ticker.streams") | held),
+        ],
+        default_handler_class=NotFoundHandler,
+        template_path=os.path.join(HERE, "templates"),
+        static_path=os.path.join(HERE, "static"),
+        **settings,
+    )
+    if settings["gzip"]:
+        app.add_transform(PageGZip)
+    app.history, app.prices, app.clients, app.walk = history, prices, clients, walk
+    return app
+
+
+def raise_open_file_limit() -> int:
+    """Each client is a socket: lift the soft limit to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+async def main() -> None:
+    parse_command_line()
+    raise_open_file_limit()
+    app = make_app()
+    server = HTTPServer(app, max_body_size=options.max_body, idle_connection_timeout=60)
+    sockets = tornado.netutil.bind_sockets(options.port, options.address)
+    server.add_sockets(sockets)
+    port = sockets[0].getsockname()[1]
+    ticker = PeriodicCallback(lambda: app.prices.update(app.walk.step()), options.tick_interval * 1000)
+    ticker.start()
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    print(f"http://{options.address}:{port}/", flush=True)
+    await stop.wait()
+
+    # Stop taking connections, tell every held request to finish its
+    # response, give them a moment to go out, then close what is left.
+    ticker.stop()
+    server.stop()
+    await app.clients.release_all(timeout=1.5)
+    try:
+        await asyncio.wait_for(server.close_all_connections(), timeout=1.0)
+    except asyncio.TimeoutError:
+        pass
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

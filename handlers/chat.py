@@ -1,0 +1,136 @@
+"""The chat of the CppCMS tutorial "Implementing Chat", over long polling.
+
+The client posts to ``/chat/post`` and asks ``/chat/get/N`` for message N.
+When N is the next message to be written, the request is held until someone
+posts it. ``/chat/since/N`` is the bulk catch-up the tutorial calls "easily
+fixed", and ``/chat/events`` serves the same history as an event stream.
+
+Every handler shares one ``BoundedEventQueue``, the ``history``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import tornado.httputil
+import tornado.web
+
+from handlers.base import CLOSING, GONE, TIMEOUT, BaseHandler, HoldingHandler
+from handlers.eventsource import EventSourceHandler
+from handlers.policies import BoundedEventQueue
+
+
+class ChatHandler(BaseHandler):
+    """What /chat/get and /chat/since share: the history and its bounds."""
+
+    def initialize(self, history: BoundedEventQueue, **kwargs) -> None:
+        self.history = history
+        super().initialize(**kwargs)
+
+    def set_default_headers(self) -> None:
+        super().set_default_headers()
+        self.set_header("Cache-Control", "no-cache")
+
+    def compute_etag(self) -> Optional[str]:
+        return None
+
+    def check_cursor(self, number: int) -> None:
+        """404 past the end, 410 aged out; both say where the history is."""
+        if self.history.first <= number <= self.history.count:
+            return
+        self.set_header("X-First-Message", str(self.history.first))
+        self.set_header("X-Next-Message", str(self.history.count))
+        if number > self.history.count:
+            raise tornado.web.HTTPError(404, "message %d has not been posted yet", number)
+        raise tornado.web.HTTPError(410, "message %d is no longer kept", number)
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        # send_error() clears headers; the resync headers must survive it.
+        self.set_header("Cache-Control", "no-cache")
+        if status_code in (404, 410):
+            self.set_header("X-First-Message", str(self.history.first))
+            self.set_header("X-Next-Message", str(self.history.count))
+        super().write_error(status_code, **kwargs)
+
+
+@tornado.web.stream_request_body
+class PostHandler(ChatHandler):
+    """POST /chat/post: stores the form field ``message``, wakes every waiter.
+
+    The body is read as it arrives, so an oversized post is refused with 413
+    as soon as it passes ``--max-body``, without being kept in memory.
+    """
+
+    def prepare(self) -> None:
+        self.body = bytearray()
+        limit = self.settings["max_body"]
+        length = self.request.headers.get("Content-Length", "0")
+        if not length.isdigit():
+            raise tornado.web.HTTPError(400, "Content-Length is not a number")
+        if int(length) > limit:
+            # Let Tornado start on the body instead of answering a bare 400;
+            # it closes the connection once our 413 is out, unread.
+            self.request.connection.set_max_body_size(int(length))
+            raise tornado.web.HTTPError(413, "the body is over %d bytes", limit)
+        self.request.connection.set_max_body_size(limit)
+
+    def data_received(self, chunk: bytes) -> None:
+        self.body += chunk
+
+    async def post(self) -> None:
+        arguments: dict[str, list[bytes]] = {}
+        tornado.httputil.parse_body_arguments(
+            self.request.headers.get("Content-Type", ""), bytes(self.body), arguments, {}, self.request.headers
+        )
+        raw = arguments.get("message", [b""])[0]
+        try:
+            message = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise tornado.web.HTTPError(400, "message is not valid UTF-8")
+        if not message:
+            raise tornado.web.HTTPError(400, "message is missing or empty")
+        if len(message) > self.settings["max_message"]:
+            raise tornado.web.HTTPError(413, "message is over %d characters", self.settings["max_message"])
+        number = await self.history.post(message)
+        self.write({"id": number})
+
+
+class GetHandler(ChatHandler, HoldingHandler):
+    """GET /chat/get/N: message N at once if it exists; if N is the next
+    message, waits until it is posted, the poll times out (204), or the
+    client goes away (forgotten at once)."""
+
+    async def get(self, number_text: str) -> None:
+        number = int(number_text)
+        self.check_cursor(number)
+        if number == self.history.count:
+            with self.clients.holding("chat.waiting"):
+                while number == self.history.count:
+                    woke = await self.hold(self.history.changed(), timeout=self.settings["poll_timeout"])
+                    if woke is GONE:
+                        return
+                    if woke in (TIMEOUT, CLOSING):
+                        self.set_status(204)
+                        return
+            self.check_cursor(number)  # a burst may have pushed it out already
+        self.set_header("Content-Type", "text/plain; charset=UTF-8")
+        self.write(self.history[number].encode("utf-8"))
+
+
+class SinceHandler(ChatHandler):
+    """GET /chat/since/N: every kept message from N on, at once, never held."""
+
+    def get(self, number_text: str) -> None:
+        number = int(number_text)
+        self.check_cursor(number)
+        self.set_header("Content-Type", "application/json")
+        self.write(json.dumps({
+            "first": self.history.first,
+            "next": self.history.count,
+            "messages": self.history.since(number),
+        }))
+
+
+class EventsHandler(EventSourceHandler):
+    """GET /chat/events: the history as an event stream (bounded queue)."""

@@ -1,0 +1,182 @@
+"""The two event-source policies of CppCMS's ``sse`` contrib, as plain classes.
+
+A policy owns the events and answers one question for every reader: given the
+id you hold, what are you owed now? The event-source handler asks, writes the
+answer, and waits on ``changed()`` when nothing is owed. Neither class knows
+about HTTP, so both are tested without a server.
+
+- ``BoundedEventQueue`` keeps the last N events (the chat). A reader is owed
+  every event after its id, and a reader whose id no longer fits is told so
+  with a ``reset`` event.
+- ``StateStream`` keeps only the newest state (the ticker). A reader is owed
+  the current state when its id differs, never a backlog: a slow reader
+  costs no memory.
+
+Frames are encoded once, when the event is published, not once per reader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import deque
+from typing import Optional
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def encode_event(data: str, event_id: Optional[int] = None, event: Optional[str] = None) -> bytes:
+    """One event-stream frame. Line breaks in ``data`` become several
+    ``data:`` lines, which the browser joins back with LF."""
+    lines = []
+    if event is not None:
+        lines.append(f"event: {event}\n")
+    if event_id is not None:
+        lines.append(f"id: {event_id:d}\n")
+    lines.extend(f"data: {line}\n" for line in _LINE_BREAK.split(data))
+    lines.append("\n")
+    return "".join(lines).encode("utf-8")
+
+
+def parse_event_id(value: Optional[str]) -> Optional[int]:
+    """The reader's id, or None. Anything but plain decimal digits is absent."""
+    if value is None or not value.isascii() or not value.isdigit():
+        return None
+    return int(value)
+
+
+class Changes:
+    """Wakes everyone waiting for the next change with one shared future.
+
+    One future per change rather than one per waiter: ten thousand readers
+    cost one object. Waiters must never cancel it; they wait on it with
+    ``asyncio.wait``, which leaves it alone.
+    """
+
+    def __init__(self) -> None:
+        self._next: Optional[asyncio.Future] = None
+
+    def changed(self) -> asyncio.Future:
+        if self._next is None:
+            self._next = asyncio.get_running_loop().create_future()
+        return self._next
+
+    def notify(self) -> None:
+        waiting, self._next = self._next, None
+        if waiting is not None and not waiting.done():
+            waiting.set_result(None)
+
+
+class BoundedEventQueue(Changes):
+    """The last ``capacity`` events, numbered 0, 1, 2, … without gaps.
+
+    ``first`` is the oldest number still kept and ``count`` the number the
+    next event will get. Event n goes out with ``id: n+1``: the id a reader
+    holds is the number of the next event it wants, its cursor.
+    """
+
+    def __init__(self, capacity: int = 1000) -> None:
+        super().__init__()
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self._events: deque[str] = deque(maxlen=capacity)
+        self._frames: deque[bytes] = deque(maxlen=capacity)
+        # _ends[i] is the byte offset, in the whole stream ever published,
+        # just past frame i; it lets backlog() answer without summing.
+        self._ends: deque[int] = deque(maxlen=capacity)
+        self.first = 0
+        self.count = 0
+
+    async def post(self, data: str) -> int:
+        """Store a new event; the seam a shared backend (Redis) replaces."""
+        return self.append(data)
+
+    def append(self, data: str) -> int:
+        number = self.count
+        if len(self._events) == self._events.maxlen:
+            self.first += 1
+        self._events.append(data)
+        frame = encode_event(data, event_id=number + 1)
+        self._frames.append(frame)
+        self._ends.append((self._ends[-1] if self._ends else 0) + len(frame))
+        self.count += 1
+        self.notify()
+        return number
+
+    def __getitem__(self, number: int) -> str:
+        if not self.first <= number < self.count:
+            raise IndexError(number)
+        return self._events[number - self.first]
+
+    def since(self, number: int) -> list[str]:
+        """Every kept event from ``number`` on (``first <= number <= count``)."""
+        start = number - self.first
+        return [self._events[i] for i in range(start, len(self._events))]
+
+    def resume(self, last_event_id: Optional[int]) -> tuple[bytes, int]:
+        """Where a new reader starts: (frames it is owed first, its cursor).
+
+        No id: from the oldest kept event. An id that does not fit the
+        history (aged out, or from before a restart): a ``reset`` event
+        naming ``first``, then everything from ``first``.
+        """
+        if last_event_id is None:
+            return b"", self.first
+        if self.first <= last_event_id <= self.count:
+            return b"", last_event_id
+        return encode_event(str(self.first), event_id=self.first, event="reset"), self.first
+
+    def owed(self, cursor: int, limit: Optional[int] = None) -> tuple[bytes, int]:
+        """Frames from ``cursor`` on, and the cursor after them; with a
+        ``limit``, about that many bytes (always at least one frame). A cursor
+        that has aged out of the history gets a ``reset`` first."""
+        prefix = b""
+        if cursor < self.first:
+            prefix, cursor = self.resume(cursor)
+        frames = []
+        size = len(prefix)
+        while cursor < self.count and (limit is None or not frames or size < limit):
+            frame = self._frames[cursor - self.first]
+            frames.append(frame)
+            size += len(frame)
+            cursor += 1
+        return prefix + b"".join(frames), cursor
+
+    def backlog(self, cursor: int) -> int:
+        """Bytes published that a reader at ``cursor`` has not been given."""
+        if cursor >= self.count or not self._ends:
+            return 0
+        if cursor <= self.first:
+            start = self._ends[0] - len(self._frames[0])
+        else:
+            start = self._ends[cursor - self.first - 1]
+        return self._ends[-1] - start
+
+
+class StateStream(Changes):
+    """Only the newest state, numbered K = 1, 2, 3, … one per update."""
+
+    def __init__(self, data: str) -> None:
+        super().__init__()
+        self.id = 1
+        self.data = data
+        self._frame = encode_event(data, event_id=self.id)
+
+    def update(self, data: str) -> int:
+        self.id += 1
+        self.data = data
+        self._frame = encode_event(data, event_id=self.id)
+        self.notify()
+        return self.id
+
+    def resume(self, last_event_id: Optional[int]) -> tuple[bytes, Optional[int]]:
+        """A reader's cursor is the id it holds; any id but K is owed K now."""
+        return b"", last_event_id
+
+    def owed(self, cursor: Optional[int], limit: Optional[int] = None) -> tuple[bytes, Optional[int]]:
+        if cursor == self.id:
+            return b"", cursor
+        return self._frame, self.id
+
+    def backlog(self, cursor: Optional[int]) -> int:
+        return 0  # never a queue: a reader that falls behind skips to the newest

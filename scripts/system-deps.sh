@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests drive for real, when they are missing:
+#   chromium + chromium-driver  (the Selenium end-to-end tests)
+# Needs root and apt-get; otherwise says exactly what to install and fails.
+set -euo pipefail
+
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x "${CHROMEDRIVER:-/usr/bin/chromedriver}" ] || missing+=(chromium-driver)
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    echo "Installing ${missing[*]} with apt-get ..."
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    exit 0
+fi
+echo "The tests need these Debian packages: ${missing[*]}" >&2
+echo "Install them with:  sudo apt-get install ${missing[*]}" >&2
+exit 1

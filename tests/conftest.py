@@ -1,0 +1,19 @@
+"""Fixtures shared by every test.
+
+pytest-tornado's ``http_server``, ``http_client`` and ``base_url`` serve the
+``app`` fixture below on a free port of 127.0.0.1. A test changes the app's
+settings with ``@pytest.mark.settings(poll_timeout=0.2, ...)``.
+"""
+
+import pytest
+
+from app import make_app
+
+# Short timers, so waiting tests stay quick.
+FAST = dict(poll_timeout=1.0, keepalive=5.0, retry=2000)
+
+
+@pytest.fixture
+def app(request):
+    marker = request.node.get_closest_marker("settings")
+    return make_app(**(FAST | (marker.kwargs if marker else {})))
