@@ -61,6 +61,8 @@ def make_app(**overrides) -> tornado.web.Application:
     (the chat), ``app.prices`` (the ticker) and ``app.clients`` (who is held).
     """
     settings = {name: options[name] for name in SETTINGS} | overrides
+    # Not passed on as "gzip": Tornado reads that as compress_response.
+    gzip_pages = settings.pop("gzip")
     history = BoundedEventQueue(settings["history"])
     walk = RandomWalk()
     prices = StateStream(walk.formatted())
@@ -84,7 +86,7 @@ def make_app(**overrides) -> tornado.web.Application:
         static_path=os.path.join(HERE, "static"),
         **settings,
     )
-    if settings["gzip"]:
+    if gzip_pages:
         app.add_transform(PageGZip)
     app.history, app.prices, app.clients, app.walk = history, prices, clients, walk
     return app

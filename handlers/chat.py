@@ -18,7 +18,7 @@ import tornado.web
 
 from handlers.base import CLOSING, GONE, TIMEOUT, BaseHandler, HoldingHandler
 from handlers.eventsource import EventSourceHandler
-from handlers.policies import BoundedEventQueue
+from handlers.policies import BoundedEventQueue, Unavailable
 
 
 class ChatHandler(BaseHandler):
@@ -92,7 +92,10 @@ class PostHandler(ChatHandler):
             raise tornado.web.HTTPError(400, "message is missing or empty")
         if len(message) > self.settings["max_message"]:
             raise tornado.web.HTTPError(413, "message is over %d characters", self.settings["max_message"])
-        number = await self.history.post(message)
+        try:
+            number = await self.history.post(message)
+        except Unavailable as error:
+            raise tornado.web.HTTPError(503, "the chat store is unavailable: %s", error)
         self.write({"id": number})
 
 

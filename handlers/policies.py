@@ -45,6 +45,11 @@ def parse_event_id(value: Optional[str]) -> Optional[int]:
     return int(value)
 
 
+class Unavailable(Exception):
+    """A shared store (Redis) cannot take the event right now: nothing was
+    stored, and the client should try again later."""
+
+
 class Changes:
     """Wakes everyone waiting for the next change with one shared future.
 
