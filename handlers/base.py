@@ -85,7 +85,7 @@ class BaseHandler(tornado.web.RequestHandler):
         if isinstance(exc, tornado.web.HTTPError) and exc.log_message:
             message = exc.log_message % exc.args if exc.args else exc.log_message
         else:
-            message = HTTPStatus(status_code).phrase
+            message = kwargs.get("message") or HTTPStatus(status_code).phrase
         if status_code == 503:
             self.set_header("Retry-After", "5")
         self.set_header("Content-Type", "text/plain; charset=UTF-8")

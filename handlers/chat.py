@@ -18,7 +18,7 @@ import tornado.web
 
 from handlers.base import CLOSING, GONE, TIMEOUT, BaseHandler, HoldingHandler
 from handlers.eventsource import EventSourceHandler
-from handlers.policies import BoundedEventQueue, Unavailable
+from handlers.policies import BoundedEventQueue, Unavailable, parse_number
 
 
 class ChatHandler(BaseHandler):
@@ -65,7 +65,11 @@ class PostHandler(ChatHandler):
     def prepare(self) -> None:
         self.body = bytearray()
         limit = self.settings["max_body"]
-        length = self.request.headers.get("Content-Length", "0")
+        length = self.request.headers.get("Content-Length")
+        if length is None:
+            # Chunked: the size is known only as it arrives (data_received).
+            self.request.connection.set_max_body_size(1 << 40)
+            return
         if not length.isdigit():
             raise tornado.web.HTTPError(400, "Content-Length is not a number")
         if int(length) > limit:
@@ -76,7 +80,11 @@ class PostHandler(ChatHandler):
         self.request.connection.set_max_body_size(limit)
 
     def data_received(self, chunk: bytes) -> None:
+        if self._finished:
+            return
         self.body += chunk
+        if len(self.body) > self.settings["max_body"]:
+            self.send_error(413, message=f"the body is over {self.settings['max_body']} bytes")
 
     async def post(self) -> None:
         arguments: dict[str, list[bytes]] = {}
@@ -105,7 +113,7 @@ class GetHandler(ChatHandler, HoldingHandler):
     client goes away (forgotten at once)."""
 
     async def get(self, number_text: str) -> None:
-        number = int(number_text)
+        number = parse_number(number_text)
         self.check_cursor(number)
         if number == self.history.count:
             with self.clients.holding("chat.waiting"):
@@ -125,7 +133,7 @@ class SinceHandler(ChatHandler):
     """GET /chat/since/N: every kept message from N on, at once, never held."""
 
     def get(self, number_text: str) -> None:
-        number = int(number_text)
+        number = parse_number(number_text)
         self.check_cursor(number)
         self.set_header("Content-Type", "application/json")
         self.write(json.dumps({

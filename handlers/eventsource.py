@@ -62,13 +62,14 @@ class EventSourceHandler(HoldingHandler):
         with self.clients.holding(self.kind):
             prefix, cursor = self.source.resume(self.last_event_id())
             if self.wants_long_polling():
-                await self.answer_one_batch(retry + prefix, cursor)
+                await self.answer_one_batch(retry, prefix, cursor)
             else:
                 await self.stream(retry + prefix, cursor)
 
-    async def answer_one_batch(self, head: bytes, cursor) -> None:
+    async def answer_one_batch(self, head: bytes, prefix: bytes, cursor) -> None:
         """Hold until something is owed or ``--poll-timeout``, then answer."""
         batch, cursor = self.source.owed(cursor)
+        batch = prefix + batch
         if not batch:
             woke = await self.hold(self.source.changed(), timeout=self.settings["poll_timeout"])
             if woke is GONE:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sys
 from collections import deque
 from typing import Optional
 
@@ -38,11 +39,19 @@ def encode_event(data: str, event_id: Optional[int] = None, event: Optional[str]
     return "".join(lines).encode("utf-8")
 
 
+def parse_number(digits: str) -> int:
+    """A string of ASCII digits as an int. Past 2**63 every number is as far
+    out of range as any other, so a 5000-digit one need not be converted
+    (Python refuses to, past 4300 digits)."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 19 else sys.maxsize
+
+
 def parse_event_id(value: Optional[str]) -> Optional[int]:
     """The reader's id, or None. Anything but plain decimal digits is absent."""
     if value is None or not value.isascii() or not value.isdigit():
         return None
-    return int(value)
+    return parse_number(value)
 
 
 class Unavailable(Exception):
@@ -107,6 +116,21 @@ class BoundedEventQueue(Changes):
         self.count += 1
         self.notify()
         return number
+
+    def restart_at(self, first: int, events: list[str]) -> None:
+        """Forget everything kept and hold ``events``, numbered from ``first``.
+
+        For a copy of a history kept elsewhere (Redis) that moved on past the
+        end of this one: readers whose cursor fell into the gap get a
+        ``reset``, as after a restart.
+        """
+        self._events.clear()
+        self._frames.clear()
+        self._ends.clear()
+        self.first = self.count = first
+        for data in events:
+            self.append(data)
+        self.notify()
 
     def __getitem__(self, number: int) -> str:
         if not self.first <= number < self.count:
@@ -173,6 +197,13 @@ class StateStream(Changes):
         self._frame = encode_event(data, event_id=self.id)
         self.notify()
         return self.id
+
+    def publish(self, event_id: int, data: str) -> None:
+        """Take a state numbered elsewhere (the ticker shared through Redis)."""
+        self.id = event_id
+        self.data = data
+        self._frame = encode_event(data, event_id=self.id)
+        self.notify()
 
     def resume(self, last_event_id: Optional[int]) -> tuple[bytes, Optional[int]]:
         """A reader's cursor is the id it holds; any id but K is owed K now."""

@@ -1,0 +1,349 @@
+"""Several processes, one chat and one ticker: the two policies shared through Redis.
+
+One Tornado process holds many clients, but a site behind a load balancer runs
+several, and a message posted on one of them must reach readers on all of
+them. ``--redis=redis://host:port/db`` does that, and no handler changes: each
+process keeps its own ``BoundedEventQueue`` and ``StateStream``, the handlers
+read those as always, and Redis is the source of truth that keeps every
+process's copy, its *mirror*, the same.
+
+- The chat. ``RedisHistory.post()`` runs one Lua script that numbers the
+  message (a counter), keeps it (a list trimmed to ``--history``) and
+  publishes it. Redis runs a script alone, so the numbers are dense, they go
+  out in the order they were given, and nothing is ever stored half-way.
+  Every process subscribes and appends what it hears to its mirror; one that
+  missed something (it just started, or lost Redis for a while) reads the
+  missing messages back from the list.
+- The ticker. ``RedisTicker``: one process at a time holds a lease (a key
+  that expires unless renewed) and only that one moves the price; K and the
+  price live in a hash and are published. When the holder dies its lease
+  runs out, and another process takes over from the K and price in Redis.
+- Redis away. A post gets ``Unavailable`` (the handler answers 503); streams
+  keep their readers with keep-alives, which their handlers send anyway; the
+  engine retries in the background and catches up once Redis is back. A Redis
+  that comes back empty (it keeps nothing on disk) is refilled from the
+  mirrors, so message numbers and K never go back.
+
+This is the only module that imports redis-py: the in-memory path never does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from urllib.parse import urlsplit
+
+import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from handlers.policies import BoundedEventQueue, StateStream, Unavailable
+from handlers.ticker import RandomWalk
+
+log = logging.getLogger(__name__)
+
+CHAT_NEXT = "comet:chat:next"  # the number the next message gets
+CHAT_MESSAGES = "comet:chat:messages"  # the newest messages, oldest first
+CHAT_CHANNEL = "comet:chat"  # "<number> <message>" for each post
+TICKER_LEASE = "comet:ticker:lease"  # who moves the price, while it lasts
+TICKER_STATE = "comet:ticker:state"  # {"id": K, "price": "101.25"}
+TICKER_CHANNEL = "comet:ticker"  # "<K> <price>" for each move
+
+LEASE_SECONDS = 3.0  # a dead holder's lease runs out after this
+BEAT_SECONDS = 1.0  # the most time between two renewals of the lease
+RETRY_SECONDS = 0.5  # between two attempts to reach Redis again
+PING_SECONDS = 2.0  # a quiet subscription is pinged this often,
+SILENT_SECONDS = 6.0  # and given up for lost after this much silence
+START_SECONDS = 3.0  # how long start() waits for the first catch-up
+POST_SECONDS = 2.0  # how long a post waits for the mirror to hold it
+
+# Numbers, keeps and publishes one message. ARGV[3] is the poster's count: a
+# counter below it means Redis lost its data, and the post is refused (-1)
+# rather than given a number that readers already hold for another message.
+POST = """
+local number = tonumber(redis.call('GET', KEYS[1]) or '0')
+if number < tonumber(ARGV[3]) then return -1 end
+redis.call('INCR', KEYS[1])
+redis.call('RPUSH', KEYS[2], ARGV[1])
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
+redis.call('PUBLISH', ARGV[4], string.format('%d', number) .. ' ' .. ARGV[1])
+return number
+"""
+
+# The counter and the newest ARGV[1] messages, read together.
+LOAD = """
+return {tonumber(redis.call('GET', KEYS[1]) or '0'), redis.call('LRANGE', KEYS[2], -tonumber(ARGV[1]), -1)}
+"""
+
+# Refills a Redis that is behind a mirror (count ARGV[1], then its messages);
+# does nothing if another process refilled it first.
+SEED = """
+if tonumber(redis.call('GET', KEYS[1]) or '0') >= tonumber(ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[2])
+for i = 2, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"""
+
+# Renews the lease if this process (token ARGV[1]) holds it, takes it if it is
+# free; answers {held, K, price}. A new holder of an empty store starts it from
+# its own mirror (ARGV[3], ARGV[4]), so K goes on from where it was.
+LEASE = """
+local held = 0
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    held = 1
+elseif redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    held = 1
+    redis.call('HSETNX', KEYS[2], 'id', ARGV[3])
+    redis.call('HSETNX', KEYS[2], 'price', ARGV[4])
+end
+local state = redis.call('HMGET', KEYS[2], 'id', 'price')
+return {held, state[1], state[2]}
+"""
+
+# One move, only by the lease holder: K+1 and the new price, published.
+MOVE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
+local id = redis.call('HINCRBY', KEYS[2], 'id', 1)
+redis.call('HSET', KEYS[2], 'price', ARGV[2])
+redis.call('PUBLISH', ARGV[3], string.format('%d', id) .. ' ' .. ARGV[2])
+return id
+"""
+
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class RedisHistory(BoundedEventQueue):
+    """The chat history, numbered and kept by Redis. This object is the
+    process's mirror of it: the handlers read it like any history."""
+
+    def __init__(self, client: redis.Redis, capacity: int, where: str) -> None:
+        super().__init__(capacity)
+        self.capacity = capacity
+        self.where = where
+        self._post = client.register_script(POST)
+        self._load = client.register_script(LOAD)
+        self._seed = client.register_script(SEED)
+
+    async def post(self, data: str) -> int:
+        """Number, keep and publish ``data`` in Redis; return its number once
+        this mirror holds it, so that ``/chat/get/N`` right after answers."""
+        try:
+            number = await self._post(keys=[CHAT_NEXT, CHAT_MESSAGES], args=[data, self.capacity, self.count, CHAT_CHANNEL])
+            if number < 0:  # Redis came back empty: give it the history first
+                await self.seed()
+                number = await self._post(keys=[CHAT_NEXT, CHAT_MESSAGES], args=[data, self.capacity, self.count, CHAT_CHANNEL])
+        except RedisError as error:
+            raise Unavailable(f"Redis at {self.where} did not take it ({error}); try again in a moment") from error
+        if number < 0:
+            raise Unavailable(f"Redis at {self.where} lost the chat history; try again in a moment")
+        deadline = asyncio.get_running_loop().time() + POST_SECONDS
+        while not self.take(number, data):
+            # Messages posted just before this one, elsewhere, are still on
+            # their way here. They are stored, so past the deadline the
+            # subscription brings them later and the answer stands.
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                break
+            await asyncio.wait({self.changed()}, timeout=remaining)
+        return number
+
+    def take(self, number: int, data: str) -> bool:
+        """Mirror message ``number``: appended if it is the next one, skipped
+        if already held. False when messages before it are missing."""
+        if number > self.count:
+            return False
+        if number == self.count:
+            self.append(data)
+        return True
+
+    async def receive(self, payload: str) -> None:
+        """A message published by any process, this one included."""
+        number, _, data = payload.partition(" ")
+        if not self.take(int(number), data):
+            await self.catch_up()  # some went by unheard: read them back
+
+    async def catch_up(self) -> None:
+        """Make the mirror hold what Redis holds: append what it missed, jump
+        ahead if that has aged out of Redis too, refill a Redis that is behind."""
+        next_number, events = await self._load(keys=[CHAT_NEXT, CHAT_MESSAGES], args=[self.capacity])
+        if next_number < self.count:
+            await self.seed()
+            return
+        first = next_number - len(events)
+        if first > self.count:
+            self.restart_at(first, events)
+        else:
+            for data in events[self.count - first:]:
+                self.append(data)
+
+    async def seed(self) -> None:
+        """Refill a Redis that lost the chat (restarted with nothing on disk)
+        from this mirror, unless another process already did."""
+        if await self._seed(keys=[CHAT_NEXT, CHAT_MESSAGES], args=[self.count, *self.since(self.first)]):
+            log.warning("Redis at %s had lost the chat; refilled it up to message %d", self.where, self.count - 1)
+
+
+class RedisTicker:
+    """Moves the shared price where this process holds the lease, and
+    mirrors it into ``prices`` in every process."""
+
+    def __init__(self, client: redis.Redis, prices: StateStream, walk: RandomWalk, interval: float) -> None:
+        self.prices = prices
+        self.walk = walk
+        self.interval = interval
+        # Unique per process; host and pid say who holds the lease.
+        self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.next_move = 0.0
+        self._hget = client.hmget
+        self._lease = client.register_script(LEASE)
+        self._move = client.register_script(MOVE)
+        self._release = client.register_script(RELEASE)
+
+    def receive(self, payload: str) -> None:
+        """A move published by the lease holder."""
+        event_id, _, price = payload.partition(" ")
+        self.mirror(int(event_id), price)
+
+    def mirror(self, event_id: int, price: str) -> None:
+        # Forward only: an answer read just before a newer move was heard
+        # must not take it back.
+        if event_id > self.prices.id:
+            self.prices.publish(event_id, price)
+
+    async def catch_up(self) -> None:
+        event_id, price = await self._hget(TICKER_STATE, "id", "price")
+        if event_id is not None:
+            self.mirror(int(event_id), price)
+
+    async def beat(self) -> None:
+        """Renew or take the lease; the holder moves the price when it is due."""
+        keys = [TICKER_LEASE, TICKER_STATE]
+        lease_ms = int(LEASE_SECONDS * 1000)
+        held, event_id, price = await self._lease(keys=keys, args=[self.token, lease_ms, self.prices.id, self.prices.data])
+        if event_id is None:
+            return
+        self.mirror(int(event_id), price)
+        now = asyncio.get_running_loop().time()
+        if not held or now < self.next_move:
+            return
+        self.walk.price = float(price)  # on from the shared price, whoever set it
+        moved = await self._move(keys=keys, args=[self.token, self.walk.step(), TICKER_CHANNEL])
+        if moved is not None:
+            self.mirror(moved, self.walk.formatted())
+        self.next_move = now + self.interval
+
+    async def release(self) -> None:
+        """Give the lease up at shutdown, so another process moves at once."""
+        await self._release(keys=[TICKER_LEASE], args=[self.token])
+
+
+class RedisEngine:
+    """Connects the mirrors to Redis and keeps them in step: one subscription
+    for both channels, the ticker's beat, and retries while Redis is away.
+
+    ``history`` and ``prices`` are what ``make_app`` hands to the handlers.
+    """
+
+    def __init__(self, url: str, capacity: int, walk: RandomWalk, tick_interval: float) -> None:
+        parts = urlsplit(url)
+        self.where = parts.netloc.rpartition("@")[2] or parts.path  # no password in messages
+        # No silent resend: a post whose answer was lost must not be stored
+        # twice. Each loop below retries on its own schedule instead.
+        self.redis = redis.from_url(
+            url, decode_responses=True, socket_connect_timeout=2.0, socket_timeout=2.0, retry=Retry(NoBackoff(), 0)
+        )
+        self.history = RedisHistory(self.redis, capacity, self.where)
+        self.prices = StateStream(walk.formatted())
+        self.ticker = RedisTicker(self.redis, self.prices, walk, tick_interval)
+        self.reachable = True
+        self._tasks: list[asyncio.Task] = []
+
+    async def start(self) -> None:
+        """Subscribe and catch up, waiting a little so that a process serves
+        the shared history from its first request; then keep going in the
+        background. Redis down at start is not fatal: it is retried."""
+        synced = asyncio.Event()
+        self._tasks = [asyncio.create_task(self._follow(synced)), asyncio.create_task(self._beat())]
+        try:
+            await asyncio.wait_for(synced.wait(), START_SECONDS)
+        except asyncio.TimeoutError:
+            log.warning("Redis at %s did not answer in %.0f s; starting without it", self.where, START_SECONDS)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            await asyncio.wait_for(self.ticker.release(), 1.0)
+        except (RedisError, OSError, asyncio.TimeoutError):
+            pass  # the lease runs out by itself
+        await self.redis.aclose()
+
+    async def _follow(self, synced: asyncio.Event) -> None:
+        """Subscribe to both channels, catch up, then apply each message as
+        it comes; after any failure, start over."""
+        while True:
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(CHAT_CHANNEL, TICKER_CHANNEL)
+                # Subscribed first, read second: nothing published in between
+                # is missed, and what arrives twice is skipped by its number.
+                await self.history.catch_up()
+                await self.ticker.catch_up()
+                self._regained()
+                synced.set()
+                await self._listen(pubsub)
+            except (RedisError, OSError) as error:
+                self._lost(error)
+            except Exception:
+                log.exception("the Redis subscription failed; starting over")
+            finally:
+                await pubsub.aclose()
+            await asyncio.sleep(RETRY_SECONDS)
+
+    async def _listen(self, pubsub) -> None:
+        loop = asyncio.get_running_loop()
+        heard = loop.time()
+        while True:
+            message = await pubsub.get_message(timeout=PING_SECONDS)
+            now = loop.time()
+            if message is not None:
+                heard = now
+                if message["channel"] == CHAT_CHANNEL:
+                    await self.history.receive(message["data"])
+                elif message["channel"] == TICKER_CHANNEL:
+                    self.ticker.receive(message["data"])
+            elif now - heard > SILENT_SECONDS:
+                raise ConnectionError(f"no answer for {SILENT_SECONDS:.0f} s")
+            elif now - heard > PING_SECONDS:
+                await pubsub.ping()  # its pong counts as heard
+
+    async def _beat(self) -> None:
+        """The ticker's lease and moves, at least once a second."""
+        while True:
+            try:
+                await self.ticker.beat()
+            except (RedisError, OSError) as error:
+                self._lost(error)
+            except Exception:
+                log.exception("the ticker's beat failed")
+            await asyncio.sleep(min(self.ticker.interval, BEAT_SECONDS))
+
+    def _lost(self, error: Exception) -> None:
+        if self.reachable:
+            log.warning("Redis at %s is unreachable (%s); retrying", self.where, error)
+        self.reachable = False
+
+    def _regained(self) -> None:
+        if not self.reachable:
+            log.warning("Redis at %s is back", self.where)
+        self.reachable = True

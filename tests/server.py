@@ -1,0 +1,135 @@
+"""Run the real server, ``python app.py``, as a child process.
+
+    with ServerProcess("--tick-interval=0.1") as server:
+        urllib.request.urlopen(server.url + "status")
+        assert server.stop(signal.SIGTERM) == 0
+
+The server starts on ``--port=0`` (a free port) unless a ``--port=N`` flag is
+given, and the URL it prints on its first stdout line is where it is reached.
+Its stderr (the access log, and any traceback) goes to a temporary file that
+``log()`` reads back. Leaving the ``with`` block, or ``close()``, kills the
+process if it is still alive.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Optional
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+URL_LINE = re.compile(rb"^http://127\.0\.0\.1:(\d+)/\r?\n$")
+
+
+class ServerProcess:
+    """``python app.py --port=0 *flags``, started at once; see the module doc.
+
+    Attributes: ``url`` (``"http://127.0.0.1:PORT/"``), ``port``, ``pid``,
+    ``line`` (the exact first stdout line, bytes) and ``returncode`` (None
+    while it runs).
+    """
+
+    def __init__(self, *flags: str, start_timeout: float = 10.0) -> None:
+        self.flags = tuple(flags)
+        port_flags = () if any(f.startswith("--port=") for f in flags) else ("--port=0",)
+        self.args = [sys.executable, "app.py", *port_flags, *flags]
+        self._log = tempfile.TemporaryFile()
+        self._final_log: Optional[str] = None
+        self.process = subprocess.Popen(
+            self.args,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )
+        self.pid = self.process.pid
+        try:
+            self.line = self._first_line(start_timeout)
+            match = URL_LINE.match(self.line)
+            if not match:
+                raise RuntimeError(f"unexpected first line {self.line!r} from {self.args}\n{self.log()}")
+        except BaseException:
+            self.close()
+            raise
+        self.port = int(match.group(1))
+        self.url = f"http://127.0.0.1:{self.port}/"
+
+    def _first_line(self, timeout: float) -> bytes:
+        """Read stdout up to the first newline, for at most ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        fd = self.process.stdout.fileno()
+        line = b""
+        while not line.endswith(b"\n"):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no URL on stdout within {timeout} s from {self.args}\n{self.log()}")
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if ready:
+                byte = os.read(fd, 1)
+                if not byte:
+                    self.process.wait(timeout=5)
+                    raise RuntimeError(
+                        f"{self.args} exited with {self.process.returncode} before printing its URL\n{self.log()}"
+                    )
+                line += byte
+        return line
+
+    @property
+    def returncode(self) -> Optional[int]:
+        return self.process.poll()
+
+    def send_signal(self, sig: int = signal.SIGTERM) -> None:
+        self.process.send_signal(sig)
+
+    def wait(self, timeout: float = 5.0) -> Optional[int]:
+        """The exit code, or None if still running after ``timeout`` s."""
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 5.0) -> int:
+        """Send ``sig`` and wait up to ``timeout`` s for the exit code. A server
+        still running then is killed, so the code is ``-SIGKILL`` (-9)."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        code = self.wait(timeout)
+        if code is None:
+            self.process.kill()
+            code = self.process.wait(timeout=5)
+        return code
+
+    def log(self) -> str:
+        """Everything the server wrote to stderr so far (still readable
+        after ``close()``)."""
+        if self._final_log is not None:
+            return self._final_log
+        self._log.seek(0)
+        return self._log.read().decode("utf-8", "replace")
+
+    def close(self) -> None:
+        """Kill the server if it still runs, and release its pipes."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=5)
+        if self.process.stdout:
+            self.process.stdout.close()
+        if self._final_log is None:
+            self._final_log = self.log()
+            self._log.close()
+
+    def __enter__(self) -> "ServerProcess":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<ServerProcess pid={self.pid} {' '.join(self.args[1:])}>"
