@@ -19,13 +19,13 @@ $(VENV)/.test-deps: $(VENV)/.run-deps requirements-test.txt
 run: $(VENV)/.run-deps  ## serve on http://127.0.0.1:8888/ (flags: make run ARGS="--port=9000")
 	$(PY) app.py $(ARGS)
 
-system-deps:  ## chromium and chromium-driver, from Debian, when missing
+system-deps:  ## chromium, chromium-driver, nginx and redis-server, from Debian, when missing
 	bash scripts/system-deps.sh
 
 test: $(VENV)/.test-deps system-deps  ## every test, the browser ones included
 	$(PY) -m pytest $(ARGS)
 
-test-fast: $(VENV)/.test-deps  ## everything but the browser
+test-fast: $(VENV)/.test-deps system-deps  ## everything but the browser tests
 	$(PY) -m pytest --ignore=tests/e2e $(ARGS)
 
 screenshots: $(VENV)/.test-deps system-deps  ## docs/*.png, from a real browser

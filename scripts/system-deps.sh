@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests drive for real, when they are missing:
 #   chromium + chromium-driver  (the Selenium end-to-end tests)
+#   nginx                       (tests/test_nginx.py: docs/nginx.conf in front of the app)
+#   redis-server                (tests/test_redis.py: several app processes sharing one Redis)
 # Needs root and apt-get; otherwise says exactly what to install and fails.
 set -euo pipefail
 
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x "${CHROMEDRIVER:-/usr/bin/chromedriver}" ] || missing+=(chromium-driver)
+[ -x /usr/sbin/nginx ] || missing+=(nginx)
+[ -x /usr/bin/redis-server ] || missing+=(redis-server)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
