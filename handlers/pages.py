@@ -51,6 +51,13 @@ class StatusHandler(BaseHandler):
         })
 
 
+class StaticFiles(tornado.web.StaticFileHandler):
+    """Scripts and styles carry ``nosniff`` too: that is where it matters."""
+
+    def set_default_headers(self) -> None:
+        self.set_header("X-Content-Type-Options", "nosniff")
+
+
 class NotFoundHandler(BaseHandler):
     """Every other path: a plain 404, like the rest of the site's errors."""
 

@@ -1,0 +1,224 @@
+"""The pages, /status and the site-wide headers (sections 3 and 4 of
+PROTOCOL.md, as far as they show without a browser)."""
+
+import json
+from html.parser import HTMLParser
+from urllib.parse import urljoin, urlsplit
+
+import pytest
+
+from tests.wire import Wire, wait_until
+
+PAGES = ["/", "/chat", "/stock"]
+
+
+@pytest.fixture
+def url(http_server, http_port):
+    """The test server's URL for ``path``, on 127.0.0.1 only."""
+    return lambda path: f"http://127.0.0.1:{http_port}{path}"
+
+
+class Page(HTMLParser):
+    """What the tests look at in a page: elements by id, links, scripts,
+    stylesheets, and anything inline that the CSP would block."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.by_id: dict[str, tuple[str, dict]] = {}
+        self.links: list[str] = []
+        self.scripts: list[str] = []
+        self.stylesheets: list[str] = []
+        self.inline: list[str] = []
+        self._in_script = False
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if "id" in attrs:
+            self.by_id[attrs["id"]] = (tag, attrs)
+        if tag == "a" and attrs.get("href"):
+            self.links.append(attrs["href"])
+        if tag == "script":
+            self._in_script = True
+            if attrs.get("src"):
+                self.scripts.append(attrs["src"])
+        if tag == "link" and "stylesheet" in (attrs.get("rel") or "").split():
+            self.stylesheets.append(attrs["href"])
+        if tag == "style" or "style" in attrs:
+            self.inline.append(f"<{tag}> style")
+        self.inline += [f"<{tag} {name}>" for name in attrs if name.startswith("on")]
+
+    def handle_endtag(self, tag):
+        if tag == "script":
+            self._in_script = False
+
+    def handle_data(self, data):
+        if self._in_script and data.strip():
+            self.inline.append(f"inline script {data.strip()[:40]!r}")
+
+
+async def page(http_client, url, path):
+    response = await http_client.fetch(url(path))
+    assert response.code == 200
+    assert response.headers["Content-Type"] == "text/html; charset=UTF-8"
+    return Page(response.body.decode("utf-8"))
+
+
+# Pages ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", PAGES)
+@pytest.mark.gen_test
+async def test_page_renders_as_utf8_html(http_client, url, path):
+    await page(http_client, url, path)  # 200, text/html; charset=UTF-8
+
+
+@pytest.mark.gen_test
+async def test_index_links_to_both_pages(http_client, url):
+    index = await page(http_client, url, "/")
+    targets = {urlsplit(link).path for link in index.links}
+    assert {"/chat", "/stock"} <= targets
+
+
+@pytest.mark.gen_test
+async def test_stock_page_has_transport_status_and_price(http_client, url):
+    stock = await page(http_client, url, "/stock")
+    assert {"transport", "status", "price"} <= stock.by_id.keys()
+
+
+@pytest.mark.gen_test
+async def test_chat_page_has_its_element_ids(http_client, url):
+    chat = await page(http_client, url, "/chat")
+    assert {"transport", "status", "message", "send", "messages"} <= chat.by_id.keys()
+
+
+@pytest.mark.gen_test
+async def test_chat_message_is_a_text_input_and_send_a_button(http_client, url):
+    chat = await page(http_client, url, "/chat")
+    tag, attrs = chat.by_id["message"]
+    assert tag == "input" and attrs.get("type", "text") == "text"
+    tag, attrs = chat.by_id["send"]
+    assert tag == "button" or (tag == "input" and attrs.get("type") in ("submit", "button"))
+
+
+@pytest.mark.parametrize("path", ["/chat", "/stock"])
+@pytest.mark.gen_test
+async def test_page_loads_the_fallback_script(http_client, url, path):
+    scripts = (await page(http_client, url, path)).scripts
+    assert any(urlsplit(src).path == "/static/js/eventsource-fallback.js" for src in scripts)
+
+
+@pytest.mark.parametrize("path", PAGES)
+@pytest.mark.gen_test
+async def test_page_scripts_and_styles_are_served_from_this_site(http_client, url, path):
+    found = await page(http_client, url, path)
+    for src in found.scripts + found.stylesheets:
+        parts = urlsplit(src)
+        assert not parts.scheme and not parts.netloc, f"{src} is not on this site"
+        response = await http_client.fetch(urljoin(url(path), src), raise_error=False)
+        assert response.code == 200, src
+
+
+@pytest.mark.parametrize("path", PAGES)
+@pytest.mark.gen_test
+async def test_page_has_nothing_inline_the_csp_would_block(http_client, url, path):
+    assert (await page(http_client, url, path)).inline == []
+
+
+@pytest.mark.parametrize("path", PAGES)
+@pytest.mark.gen_test
+async def test_page_carries_a_csp_without_unsafe_inline(http_client, url, path):
+    response = await http_client.fetch(url(path))
+    policy = response.headers.get("Content-Security-Policy", "")
+    assert "script-src 'self'" in policy or "default-src 'self'" in policy
+    assert "'unsafe-inline'" not in policy
+    assert "'unsafe-eval'" not in policy
+
+
+@pytest.mark.gen_test
+async def test_fallback_script_is_served(http_client, url):
+    response = await http_client.fetch(url("/static/js/eventsource-fallback.js"))
+    assert response.code == 200
+    assert "javascript" in response.headers["Content-Type"]
+    assert b"LongPollEventSource" in response.body
+    assert b"openEventSource" in response.body
+
+
+# X-Content-Type-Options on every answer --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    PAGES + [
+        "/status", "/chat/since/0", "/chat/get/7", "/chat/post", "/no/such/page",
+        "/static/js/eventsource-fallback.js", "/static/css/site.css", "/static/missing.js",
+    ],
+)
+@pytest.mark.gen_test
+async def test_every_response_carries_nosniff(http_client, url, path):
+    response = await http_client.fetch(url(path), raise_error=False)
+    assert response.code < 500
+    assert response.headers.get("X-Content-Type-Options") == "nosniff"
+
+
+@pytest.mark.gen_test
+async def test_post_answers_carry_nosniff(http_client, url):
+    for body in ("message=hi", "message="):  # 200 and 400
+        response = await http_client.fetch(url("/chat/post"), method="POST", body=body, raise_error=False)
+        assert response.headers.get("X-Content-Type-Options") == "nosniff", response.code
+
+
+@pytest.mark.parametrize("path", ["/chat/events", "/ticker"])
+@pytest.mark.gen_test
+async def test_event_streams_carry_nosniff(http_server, http_port, path):
+    wire = await (await Wire.get(http_port, path)).head()
+    assert wire.headers.get("X-Content-Type-Options") == "nosniff"
+    await wire.close()
+
+
+# /status -------------------------------------------------------------------------------
+
+
+async def status(http_client, url) -> dict:
+    response = await http_client.fetch(url("/status"))
+    assert response.headers["Content-Type"].startswith("application/json")
+    return json.loads(response.body)
+
+
+@pytest.mark.gen_test
+async def test_status_shape_on_a_fresh_server(http_client, url, app):
+    assert await status(http_client, url) == {
+        "chat": {"messages": 0, "first": 0, "waiting": 0, "streams": 0},
+        "ticker": {"id": 1, "price": float(app.prices.data), "streams": 0},
+    }
+
+
+@pytest.mark.settings(history=3)
+@pytest.mark.gen_test
+async def test_status_follows_history_and_price(http_client, url, app):
+    for number in range(5):
+        app.history.append(f"m{number}")
+    app.prices.update("101.25")
+    app.prices.update("99.50")
+    found = await status(http_client, url)
+    assert (found["chat"]["messages"], found["chat"]["first"]) == (5, 2)
+    assert (found["ticker"]["id"], found["ticker"]["price"]) == (3, 99.5)
+
+
+@pytest.mark.settings(poll_timeout=30)
+@pytest.mark.gen_test
+async def test_status_counts_held_clients_live(http_client, url, http_port, app):
+    opened = [
+        await Wire.get(http_port, "/chat/get/0"),
+        await Wire.get(http_port, "/chat/events"),
+        await Wire.get(http_port, "/chat/events", {"X-Event-Source-Simulate": "Long-Polling"}),
+        await Wire.get(http_port, "/ticker"),
+    ]
+    assert await wait_until(lambda: sum(app.clients.counts.values()) == 4)
+    found = await status(http_client, url)
+    assert (found["chat"]["waiting"], found["chat"]["streams"], found["ticker"]["streams"]) == (1, 2, 1)
+    for wire in opened:
+        await wire.close()
+    assert await wait_until(lambda: sum(app.clients.counts.values()) == 0)
+    found = await status(http_client, url)
+    assert (found["chat"]["waiting"], found["chat"]["streams"], found["ticker"]["streams"]) == (0, 0, 0)
