@@ -19,6 +19,7 @@ falls too far behind a queue is disconnected and resumes by its id.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Optional
 
 from handlers.base import CLOSING, GONE, TIMEOUT, HoldingHandler
@@ -79,33 +80,58 @@ class EventSourceHandler(HoldingHandler):
         self.finish(head + (batch or KEEP_ALIVE))
 
     async def stream(self, head: bytes, cursor) -> None:
-        """Write what is owed, then wait for a change or the keep-alive timer,
-        until the reader goes away or the server shuts down."""
-        if not await self.send(head, cursor):
-            return
-        while True:
-            batch, cursor = self.source.owed(cursor, limit=STREAM_CHUNK)
-            if batch:
-                if not await self.send(batch, cursor):
-                    return
-                continue
-            woke = await self.hold(self.source.changed(), timeout=self.settings["keepalive"])
-            if woke in (GONE, CLOSING):
-                return
-            if woke is TIMEOUT and not await self.send(KEEP_ALIVE, cursor):
-                return
+        """Subscribe to the policy and hold the response open until the reader
+        goes away or the server shuts down. Writing happens in ``wake()``,
+        which the policy calls on every change, and in ``written()``."""
+        self.cursor = cursor
+        self.writing = False
+        loop = asyncio.get_running_loop()
+        self.last_write = loop.time()
+        self.keepalive = loop.call_later(self.settings["keepalive"], self.keep_alive)
+        self.source.subscribe(self)
+        try:
+            self.send(head)
+            await self.hold(timeout=None)
+        finally:
+            self.source.unsubscribe(self)
+            self.keepalive.cancel()
 
-    async def send(self, data: bytes, cursor) -> bool:
-        """Write and wait until the socket took it. False: stop streaming."""
+    def wake(self) -> None:
+        """Send what is owed, unless a write is still in flight: then
+        ``written()`` will, and a reader too far behind is dropped."""
+        if self.gone.done():
+            return
+        if self.writing:
+            if self.source.backlog(self.cursor) > self.settings["max_backlog"]:
+                self.drop()
+            return
+        batch, self.cursor = self.source.owed(self.cursor, limit=STREAM_CHUNK)
+        if batch:
+            self.send(batch)
+
+    def drop(self) -> None:
+        """Close a reader that fell too far behind; it resumes by its id."""
+        self.request.connection.close()
+        self.on_connection_close()  # Tornado calls it only when the peer closes
+
+    def send(self, data: bytes) -> None:
+        self.writing = True
+        self.last_write = asyncio.get_running_loop().time()
         self.write(data)
-        sent = self.flush()
-        while True:
-            woke = await self.hold(sent, self.source.changed(), timeout=None)
-            if woke is sent:
-                return sent.exception() is None
-            if woke in (GONE, CLOSING):
-                return False
-            # The policy moved on while this reader's write is stuck.
-            if self.source.backlog(cursor) > self.settings["max_backlog"]:
-                self.request.connection.close()
-                return False
+        self.flush().add_done_callback(self.written)
+
+    def written(self, sent: asyncio.Future) -> None:
+        self.writing = False
+        if sent.exception() is None:
+            self.wake()  # whatever was published while the write was out
+
+    def keep_alive(self) -> None:
+        """A comment after ``--keepalive`` seconds without a write, so that
+        proxies and the browser see a live connection; then arm again."""
+        interval = self.settings["keepalive"]
+        loop = asyncio.get_running_loop()
+        quiet_for = loop.time() - self.last_write
+        if quiet_for >= interval and not self.writing and not self.gone.done():
+            self.send(KEEP_ALIVE)
+            quiet_for = 0.0
+        self.keepalive = loop.call_later(max(interval - quiet_for, 0.01), self.keep_alive)

@@ -60,15 +60,25 @@ class Unavailable(Exception):
 
 
 class Changes:
-    """Wakes everyone waiting for the next change with one shared future.
+    """Tells everyone who waits for the next change, in two ways.
 
-    One future per change rather than one per waiter: ten thousand readers
-    cost one object. Waiters must never cancel it; they wait on it with
-    ``asyncio.wait``, which leaves it alone.
+    - Streams ``subscribe()`` and have their ``wake()`` called at once, in
+      the publisher's own call: the frame goes from here to every socket with
+      no task switch per reader (CppCMS does the same with its callbacks).
+    - Polls, which end after one answer, await ``changed()``: one future
+      shared by every poll, rather than one per waiter. Waiters must never
+      cancel it; they wait on it with ``asyncio.wait``, which leaves it alone.
     """
 
     def __init__(self) -> None:
         self._next: Optional[asyncio.Future] = None
+        self.readers: set = set()
+
+    def subscribe(self, reader) -> None:
+        self.readers.add(reader)
+
+    def unsubscribe(self, reader) -> None:
+        self.readers.discard(reader)
 
     def changed(self) -> asyncio.Future:
         if self._next is None:
@@ -79,6 +89,8 @@ class Changes:
         waiting, self._next = self._next, None
         if waiting is not None and not waiting.done():
             waiting.set_result(None)
+        for reader in tuple(self.readers):
+            reader.wake()
 
 
 class BoundedEventQueue(Changes):
