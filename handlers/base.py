@@ -38,10 +38,11 @@ class Clients:
 
     @contextlib.contextmanager
     def holding(self, kind: str) -> Iterator[None]:
-        """Count one held request for as long as the ``with`` block runs."""
-        if self.closing:
-            raise tornado.web.HTTPError(503, "the server is shutting down")
-        if self.held >= self.limit:
+        """Count one held request for as long as the ``with`` block runs.
+
+        During shutdown a request is still let in, and released at once like
+        the others: a 503 would make an EventSource give up for good."""
+        if self.held >= self.limit and not self.closing:
             raise tornado.web.HTTPError(503, "too many clients, try again later")
         self.held += 1
         self.counts[kind] += 1
@@ -122,6 +123,9 @@ class HoldingHandler(BaseHandler):
         if self.gone in done:
             return GONE
         if release in done:
+            if not self._headers_written:
+                # Reconnect elsewhere: this connection is about to close.
+                self.set_header("Connection", "close")
             return CLOSING
         for future in futures:
             if future in done:

@@ -446,6 +446,9 @@ def test_signal_ends_every_stream_and_poll_cleanly_and_exits_0(sig):
         for poll in (chat_poll, ticker_poll):
             assert poll.response.status == 200 and poll.response.complete
             assert poll.response.body == b"retry: 2000\n\n: keep-alive\n\n"
+        # Released polls ask again at once: on a new connection, not this one.
+        for poll in (get, chat_poll, ticker_poll):
+            assert poll.response.headers.get("connection") == "close", poll.response.headers
         assert "Traceback" not in server.log()
 
 
