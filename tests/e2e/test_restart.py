@@ -1,0 +1,71 @@
+"""A server restarted on the same port: the pages notice it went away,
+reconnect by themselves, and the chat says its history started again."""
+
+from __future__ import annotations
+
+from tests.e2e.browser import (
+    MESSAGES,
+    assert_prices,
+    open_chat,
+    open_window,
+    send,
+    successive_prices,
+    text,
+    texts,
+    wait_for_messages,
+    wait_until,
+    watch_prices,
+)
+
+
+def wait_for_status(driver, window: str, state: str, why: str) -> None:
+    driver.switch_to.window(window)
+    wait_until(lambda d: text(d, "#status") == state, f"#status is not {state!r} {why}", driver=driver)
+
+
+def test_stock_reconnects_after_a_restart(browser, restartable_server):
+    server = restartable_server
+    browser.get(f"{server.url}stock?transport=eventsource")
+    windows = [browser.current_window_handle, open_window(browser, f"{server.url}stock?transport=longpoll")]
+    for window in windows:
+        browser.switch_to.window(window)
+        watch_prices(browser)
+        successive_prices(browser)
+
+    server.stop()
+    for window in windows:
+        wait_for_status(browser, window, "connecting", "while the server is down")
+        watch_prices(browser)  # from here on, only prices of the new server
+    server.start()
+
+    for window in windows:
+        wait_for_status(browser, window, "connected", "after the restart")
+        assert_prices(successive_prices(browser))
+        assert text(browser, "#status") == "connected"
+
+
+def test_chat_receives_after_a_restart_and_says_it_restarted(browser, restartable_server):
+    server = restartable_server
+    a = open_chat(browser, server.url, "eventsource", new_window=False)
+    b = open_chat(browser, server.url, "longpoll")
+    send(browser, a, "before the restart")
+    for window in (a, b):
+        wait_for_messages(browser, window, "before the restart")
+
+    server.stop()
+    server.start()
+
+    # Each page finds its cursor does not fit the new, empty history (an
+    # EventSource gets a `reset` event, a long poll a 404): the list starts
+    # again, and a notice outside the list says why.
+    for window in (a, b):
+        browser.switch_to.window(window)
+        wait_until(lambda d: texts(d, "#notices .notice"), "no reset notice after the restart", driver=browser)
+        assert texts(browser, MESSAGES) == []
+
+    send(browser, b, "after the restart")
+    for window in (a, b):
+        assert wait_for_messages(browser, window, "after the restart") == ["after the restart"]
+        [notice] = texts(browser, "#notices .notice")
+        assert "restarted" in notice
+        assert text(browser, "#status") == "connected"
