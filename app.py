@@ -20,7 +20,7 @@ from tornado.options import define, options, parse_command_line
 
 from handlers.base import Clients
 from handlers.chat import EventsHandler, GetHandler, PostHandler, SinceHandler
-from handlers.pages import NotFoundHandler, PageHandler, StatusHandler
+from handlers.pages import NotFoundHandler, PageHandler, StaticFiles, StatusHandler
 from handlers.policies import BoundedEventQueue, StateStream
 from handlers.ticker import RandomWalk, TickerHandler
 
@@ -39,19 +39,22 @@ define("tick_interval", default=1.0, help="seconds between price moves")
 define("max_clients", default=10000, help="open streams plus held polls; past it, 503")
 define("max_backlog", default=256 * 1024, help="bytes a stuck chat stream may fall behind before it is dropped")
 define("gzip", default=False, help="compress pages (never event streams or polls)")
+define("redis", default="", help="redis://host:port/db: share the chat and the ticker with other processes")
 
 SETTINGS = (
     "debug", "poll_timeout", "history", "max_message", "max_body", "retry",
-    "keepalive", "tick_interval", "max_clients", "max_backlog", "gzip",
+    "keepalive", "tick_interval", "max_clients", "max_backlog", "gzip", "redis",
 )
 
 
+# tutorial: page-gzip
 class PageGZip(tornado.web.GZipContentEncoding):
     """Tornado's gzip compresses every ``text/*`` type, which would hold back
     ``text/event-stream`` frames in the compressor. Pages only."""
 
     def _compressible_type(self, ctype: str) -> bool:
         return ctype in {"text/html", "text/css", "application/javascript", "application/json", "image/svg+xml"}
+# end tutorial: page-gzip
 
 
 def make_app(**overrides) -> tornado.web.Application:
@@ -63,9 +66,18 @@ def make_app(**overrides) -> tornado.web.Application:
     settings = {name: options[name] for name in SETTINGS} | overrides
     # Not passed on as "gzip": Tornado reads that as compress_response.
     gzip_pages = settings.pop("gzip")
-    history = BoundedEventQueue(settings["history"])
+    redis_url = settings.pop("redis")
     walk = RandomWalk()
-    prices = StateStream(walk.formatted())
+    engine = None
+    if redis_url:
+        # Several processes, one chat and one ticker: handlers/redis_engine.py.
+        from handlers.redis_engine import RedisEngine
+
+        engine = RedisEngine(redis_url, settings["history"], walk, settings["tick_interval"])
+        history, prices = engine.history, engine.prices
+    else:
+        history = BoundedEventQueue(settings["history"])
+        prices = StateStream(walk.formatted())
     clients = Clients(settings["max_clients"])
     chat = dict(history=history)
     held = dict(clients=clients)
@@ -84,11 +96,13 @@ def make_app(**overrides) -> tornado.web.Application:
         default_handler_class=NotFoundHandler,
         template_path=os.path.join(HERE, "templates"),
         static_path=os.path.join(HERE, "static"),
+        static_handler_class=StaticFiles,
         **settings,
     )
     if gzip_pages:
         app.add_transform(PageGZip)
     app.history, app.prices, app.clients, app.walk = history, prices, clients, walk
+    app.engine = engine  # None in memory; with --redis, main() starts and stops it
     return app
 
 
@@ -112,9 +126,15 @@ async def main() -> None:
     sockets = tornado.netutil.bind_sockets(options.port, options.address)
     server.add_sockets(sockets)
     port = sockets[0].getsockname()[1]
+    # tutorial: price-timer
     ticker = PeriodicCallback(lambda: app.prices.update(app.walk.step()), options.tick_interval * 1000)
-    ticker.start()
+    if app.engine is None:
+        ticker.start()
+    else:
+        await app.engine.start()  # with --redis, the lease holder moves the price
+    # end tutorial: price-timer
 
+    # tutorial: shutdown
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -127,10 +147,13 @@ async def main() -> None:
     ticker.stop()
     server.stop()
     await app.clients.release_all(timeout=1.5)
+    if app.engine is not None:
+        await app.engine.stop()
     try:
         await asyncio.wait_for(server.close_all_connections(), timeout=1.0)
     except asyncio.TimeoutError:
         pass
+    # end tutorial: shutdown
 
 
 if __name__ == "__main__":

@@ -59,6 +59,7 @@ class Unavailable(Exception):
     stored, and the client should try again later."""
 
 
+# tutorial: changes
 class Changes:
     """Tells everyone who waits for the next change, in two ways.
 
@@ -91,6 +92,7 @@ class Changes:
             waiting.set_result(None)
         for reader in tuple(self.readers):
             reader.wake()
+# end tutorial: changes
 
 
 class BoundedEventQueue(Changes):
@@ -154,6 +156,7 @@ class BoundedEventQueue(Changes):
         start = number - self.first
         return [self._events[i] for i in range(start, len(self._events))]
 
+    # tutorial: queue-resume
     def resume(self, last_event_id: Optional[int]) -> tuple[bytes, int]:
         """Where a new reader starts: (frames it is owed first, its cursor).
 
@@ -182,6 +185,7 @@ class BoundedEventQueue(Changes):
             size += len(frame)
             cursor += 1
         return prefix + b"".join(frames), cursor
+    # end tutorial: queue-resume
 
     def backlog(self, cursor: int) -> int:
         """Bytes published that a reader at ``cursor`` has not been given."""
@@ -194,6 +198,7 @@ class BoundedEventQueue(Changes):
         return self._ends[-1] - start
 
 
+# tutorial: state-stream
 class StateStream(Changes):
     """Only the newest state, numbered K = 1, 2, 3, … one per update."""
 
@@ -228,3 +233,4 @@ class StateStream(Changes):
 
     def backlog(self, cursor: Optional[int]) -> int:
         return 0  # never a queue: a reader that falls behind skips to the newest
+# end tutorial: state-stream

@@ -18,13 +18,16 @@ process's copy, its *mirror*, the same.
   that expires unless renewed) and only that one moves the price; K and the
   price live in a hash and are published. When the holder dies its lease
   runs out, and another process takes over from the K and price in Redis.
-- Redis away. A post gets ``Unavailable`` (the handler answers 503); streams
-  keep their readers with keep-alives, which their handlers send anyway; the
-  engine retries in the background and catches up once Redis is back. A Redis
-  that comes back empty (it keeps nothing on disk) is refilled from the
-  mirrors, so message numbers and K never go back.
+- Redis away. A post gets ``Unavailable`` (the handler answers 503), and a
+  post that reaches Redis after its poster gave up is refused, so a 503 never
+  hides a message stored late; streams keep their readers with keep-alives,
+  which their handlers send anyway; the engine retries in the background and
+  catches up once Redis is back. A Redis that comes back empty (it keeps
+  nothing on disk) is refilled from the mirrors, so message numbers and K
+  never go back.
 
 This is the only module that imports redis-py: the in-memory path never does.
+It needs Redis 5 or later (a script that reads the clock, then writes).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 import uuid
 from urllib.parse import urlsplit
 
@@ -59,12 +63,17 @@ RETRY_SECONDS = 0.5  # between two attempts to reach Redis again
 PING_SECONDS = 2.0  # a quiet subscription is pinged this often,
 SILENT_SECONDS = 6.0  # and given up for lost after this much silence
 START_SECONDS = 3.0  # how long start() waits for the first catch-up
-POST_SECONDS = 2.0  # how long a post waits for the mirror to hold it
+ANSWER_SECONDS = 2.0  # how long any command waits for Redis's answer
+POST_SECONDS = 1.5  # a post reaching Redis later than this is refused: its poster is about to give up
 
-# Numbers, keeps and publishes one message. ARGV[3] is the poster's count: a
-# counter below it means Redis lost its data, and the post is refused (-1)
-# rather than given a number that readers already hold for another message.
+# Numbers, keeps and publishes one message. Refused, with nothing stored:
+# -2 past the deadline ARGV[5] (ms, Redis's clock): the poster stopped waiting
+# and answered 503, so a post held up on the way (a hung Redis, a network
+# that heals) must not be stored late; -1 when the counter is below ARGV[3],
+# the poster's count: Redis lost its data, and the number would clash.
 POST = """
+local now = redis.call('TIME')
+if tonumber(now[1]) * 1000 + tonumber(now[2]) / 1000 > tonumber(ARGV[5]) then return -2 end
 local number = tonumber(redis.call('GET', KEYS[1]) or '0')
 if number < tonumber(ARGV[3]) then return -1 end
 redis.call('INCR', KEYS[1])
@@ -74,9 +83,14 @@ redis.call('PUBLISH', ARGV[4], string.format('%d', number) .. ' ' .. ARGV[1])
 return number
 """
 
-# The counter and the newest ARGV[1] messages, read together.
+# The counter, then the kept messages from number ARGV[2] on (at most
+# ARGV[1] of them), as {next, number of the first returned, messages}.
 LOAD = """
-return {tonumber(redis.call('GET', KEYS[1]) or '0'), redis.call('LRANGE', KEYS[2], -tonumber(ARGV[1]), -1)}
+local next = tonumber(redis.call('GET', KEYS[1]) or '0')
+local kept = redis.call('LLEN', KEYS[2])
+local first = math.max(next - kept, next - tonumber(ARGV[1]), tonumber(ARGV[2]))
+if first >= next then return {next, next, {}} end
+return {next, first, redis.call('LRANGE', KEYS[2], first - next, -1)}
 """
 
 # Refills a Redis that is behind a mirror (count ARGV[1], then its messages);
@@ -129,7 +143,8 @@ class RedisHistory(BoundedEventQueue):
         super().__init__(capacity)
         self.capacity = capacity
         self.where = where
-        self._post = client.register_script(POST)
+        self.clock_offset = 0.0  # Redis's clock minus ours, in seconds; see RedisEngine
+        self._post_script = client.register_script(POST)
         self._load = client.register_script(LOAD)
         self._seed = client.register_script(SEED)
 
@@ -137,24 +152,30 @@ class RedisHistory(BoundedEventQueue):
         """Number, keep and publish ``data`` in Redis; return its number once
         this mirror holds it, so that ``/chat/get/N`` right after answers."""
         try:
-            number = await self._post(keys=[CHAT_NEXT, CHAT_MESSAGES], args=[data, self.capacity, self.count, CHAT_CHANNEL])
+            number = await self._store(data)
             if number < 0:  # Redis came back empty: give it the history first
                 await self.seed()
-                number = await self._post(keys=[CHAT_NEXT, CHAT_MESSAGES], args=[data, self.capacity, self.count, CHAT_CHANNEL])
+                number = await self._store(data)
         except RedisError as error:
             raise Unavailable(f"Redis at {self.where} did not take it ({error}); try again in a moment") from error
+        if number == -2:
+            raise Unavailable(f"Redis at {self.where} answered too slowly; try again in a moment")
         if number < 0:
             raise Unavailable(f"Redis at {self.where} lost the chat history; try again in a moment")
-        deadline = asyncio.get_running_loop().time() + POST_SECONDS
-        while not self.take(number, data):
-            # Messages posted just before this one, elsewhere, are still on
-            # their way here. They are stored, so past the deadline the
-            # subscription brings them later and the answer stands.
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
-                break
-            await asyncio.wait({self.changed()}, timeout=remaining)
+        if not self.take(number, data):
+            # Messages posted just before, elsewhere, are still on their way
+            # here: read them back now. If that fails, the post still stands
+            # and the subscription brings them.
+            try:
+                await self.catch_up()
+            except RedisError:
+                pass
         return number
+
+    async def _store(self, data: str) -> int:
+        deadline_ms = int((time.time() + self.clock_offset + POST_SECONDS) * 1000)
+        keys, args = [CHAT_NEXT, CHAT_MESSAGES], [data, self.capacity, self.count, CHAT_CHANNEL, deadline_ms]
+        return await self._post_script(keys=keys, args=args)
 
     def take(self, number: int, data: str) -> bool:
         """Mirror message ``number``: appended if it is the next one, skipped
@@ -174,11 +195,12 @@ class RedisHistory(BoundedEventQueue):
     async def catch_up(self) -> None:
         """Make the mirror hold what Redis holds: append what it missed, jump
         ahead if that has aged out of Redis too, refill a Redis that is behind."""
-        next_number, events = await self._load(keys=[CHAT_NEXT, CHAT_MESSAGES], args=[self.capacity])
-        if next_number < self.count:
+        count = self.count
+        next_number, first, events = await self._load(keys=[CHAT_NEXT, CHAT_MESSAGES], args=[self.capacity, count])
+        if next_number < count:
             await self.seed()
             return
-        first = next_number - len(events)
+        # Another catch-up may have appended meanwhile: look at the count again.
         if first > self.count:
             self.restart_at(first, events)
         else:
@@ -203,7 +225,7 @@ class RedisTicker:
         # Unique per process; host and pid say who holds the lease.
         self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.next_move = 0.0
-        self._hget = client.hmget
+        self.redis = client
         self._lease = client.register_script(LEASE)
         self._move = client.register_script(MOVE)
         self._release = client.register_script(RELEASE)
@@ -220,7 +242,7 @@ class RedisTicker:
             self.prices.publish(event_id, price)
 
     async def catch_up(self) -> None:
-        event_id, price = await self._hget(TICKER_STATE, "id", "price")
+        event_id, price = await self.redis.hmget(TICKER_STATE, "id", "price")
         if event_id is not None:
             self.mirror(int(event_id), price)
 
@@ -228,7 +250,8 @@ class RedisTicker:
         """Renew or take the lease; the holder moves the price when it is due."""
         keys = [TICKER_LEASE, TICKER_STATE]
         lease_ms = int(LEASE_SECONDS * 1000)
-        held, event_id, price = await self._lease(keys=keys, args=[self.token, lease_ms, self.prices.id, self.prices.data])
+        mine = [self.token, lease_ms, self.prices.id, self.prices.data]
+        held, event_id, price = await self._lease(keys=keys, args=mine)
         if event_id is None:
             return
         self.mirror(int(event_id), price)
@@ -259,12 +282,14 @@ class RedisEngine:
         # No silent resend: a post whose answer was lost must not be stored
         # twice. Each loop below retries on its own schedule instead.
         self.redis = redis.from_url(
-            url, decode_responses=True, socket_connect_timeout=2.0, socket_timeout=2.0, retry=Retry(NoBackoff(), 0)
+            url, decode_responses=True, socket_connect_timeout=ANSWER_SECONDS, socket_timeout=ANSWER_SECONDS,
+            retry=Retry(NoBackoff(), 0),
         )
         self.history = RedisHistory(self.redis, capacity, self.where)
         self.prices = StateStream(walk.formatted())
         self.ticker = RedisTicker(self.redis, self.prices, walk, tick_interval)
         self.reachable = True
+        self.stopping = False
         self._tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
@@ -279,9 +304,13 @@ class RedisEngine:
             log.warning("Redis at %s did not answer in %.0f s; starting without it", self.where, START_SECONDS)
 
     async def stop(self) -> None:
+        # The flag too, not only cancel(): redis-py may turn a cancellation
+        # that meets one of its timeouts into an error, which a loop survives.
+        self.stopping = True
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=ANSWER_SECONDS)
         try:
             await asyncio.wait_for(self.ticker.release(), 1.0)
         except (RedisError, OSError, asyncio.TimeoutError):
@@ -291,7 +320,7 @@ class RedisEngine:
     async def _follow(self, synced: asyncio.Event) -> None:
         """Subscribe to both channels, catch up, then apply each message as
         it comes; after any failure, start over."""
-        while True:
+        while not self.stopping:
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(CHAT_CHANNEL, TICKER_CHANNEL)
@@ -313,7 +342,7 @@ class RedisEngine:
     async def _listen(self, pubsub) -> None:
         loop = asyncio.get_running_loop()
         heard = loop.time()
-        while True:
+        while not self.stopping:
             message = await pubsub.get_message(timeout=PING_SECONDS)
             now = loop.time()
             if message is not None:
@@ -328,15 +357,22 @@ class RedisEngine:
                 await pubsub.ping()  # its pong counts as heard
 
     async def _beat(self) -> None:
-        """The ticker's lease and moves, at least once a second."""
-        while True:
+        """The ticker's lease and moves, at least once a second; and the
+        offset of Redis's clock, which post deadlines are written in."""
+        while not self.stopping:
             try:
+                await self._read_clock()
                 await self.ticker.beat()
             except (RedisError, OSError) as error:
                 self._lost(error)
             except Exception:
                 log.exception("the ticker's beat failed")
             await asyncio.sleep(min(self.ticker.interval, BEAT_SECONDS))
+
+    async def _read_clock(self) -> None:
+        before = time.time()
+        seconds, microseconds = await self.redis.time()
+        self.history.clock_offset = seconds + microseconds / 1e6 - (before + time.time()) / 2
 
     def _lost(self, error: Exception) -> None:
         if self.reachable:
