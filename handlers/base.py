@@ -1,8 +1,8 @@
 """What every handler shares: clean errors, and a way to hold a request.
 
-Holding a request open is the heart of Comet. Three things can end a wait:
-the event arrives, a timer runs out, or the client goes away. The third one
-is the subtle one: Tornado notices a closed socket while the request is idle
+Holding a request open is the heart of Comet. Four things end a wait: the
+event arrives, a timer runs out, the client goes away, or the server shuts
+down. The client going away is the subtle one: Tornado notices a closed socket while the request is idle
 and calls ``on_connection_close``. The handler turns that call into a future
 (``gone``), so a waiting coroutine wakes up at once and can forget the client
 without having to write anything first.
@@ -54,8 +54,10 @@ class Clients:
             if self.held == 0 and self._drained is not None and not self._drained.done():
                 self._drained.set_result(None)
 
+    # tutorial: release
     def released(self) -> asyncio.Future:
-        """A future that completes when the server starts shutting down."""
+        """Every hold() waits on this one future, so a shutdown releases
+        every held request at once."""
         if self._release is None:
             self._release = asyncio.get_running_loop().create_future()
             if self.closing:
@@ -71,6 +73,7 @@ class Clients:
         if self.held:
             self._drained = asyncio.get_running_loop().create_future()
             await asyncio.wait({self._drained}, timeout=timeout)
+    # end tutorial: release
 
 
 class BaseHandler(tornado.web.RequestHandler):
@@ -100,6 +103,7 @@ class HoldingHandler(BaseHandler):
         self.clients = clients
         self.gone: Optional[asyncio.Future] = None
 
+    # tutorial: peer-gone
     def prepare(self) -> None:
         self.gone = asyncio.get_running_loop().create_future()
 
@@ -108,7 +112,9 @@ class HoldingHandler(BaseHandler):
         # coroutine now, so it is forgotten at once, not at the next event.
         if self.gone is not None and not self.gone.done():
             self.gone.set_result(None)
+    # end tutorial: peer-gone
 
+    # tutorial: hold
     async def hold(self, *futures: asyncio.Future, timeout: Optional[float]) -> object:
         """Wait for the first of ``futures``, the timeout, the client leaving
         or the server shutting down. Returns the future that completed, or
@@ -131,3 +137,4 @@ class HoldingHandler(BaseHandler):
             if future in done:
                 return future
         return TIMEOUT
+    # end tutorial: hold

@@ -33,8 +33,9 @@ class ChatHandler(BaseHandler):
         self.set_header("Cache-Control", "no-cache")
 
     def compute_etag(self) -> Optional[str]:
-        return None
+        return None  # an answer depends on when it was asked: never a 304
 
+    # tutorial: check-cursor
     def check_cursor(self, number: int) -> None:
         """404 past the end, 410 aged out; both say where the history is."""
         if self.history.first <= number <= self.history.count:
@@ -44,6 +45,7 @@ class ChatHandler(BaseHandler):
         if number > self.history.count:
             raise tornado.web.HTTPError(404, "message %d has not been posted yet", number)
         raise tornado.web.HTTPError(410, "message %d is no longer kept", number)
+    # end tutorial: check-cursor
 
     def write_error(self, status_code: int, **kwargs) -> None:
         # send_error() clears headers; the resync headers must survive it.
@@ -86,6 +88,7 @@ class PostHandler(ChatHandler):
         if len(self.body) > self.settings["max_body"]:
             self.send_error(413, message=f"the body is over {self.settings['max_body']} bytes")
 
+    # tutorial: chat-post
     async def post(self) -> None:
         arguments: dict[str, list[bytes]] = {}
         tornado.httputil.parse_body_arguments(
@@ -105,6 +108,7 @@ class PostHandler(ChatHandler):
         except Unavailable as error:
             raise tornado.web.HTTPError(503, "the chat store is unavailable: %s", error)
         self.write({"id": number})
+    # end tutorial: chat-post
 
 
 class GetHandler(ChatHandler, HoldingHandler):
@@ -112,6 +116,7 @@ class GetHandler(ChatHandler, HoldingHandler):
     message, waits until it is posted, the poll times out (204), or the
     client goes away (forgotten at once)."""
 
+    # tutorial: chat-get
     async def get(self, number_text: str) -> None:
         number = parse_number(number_text)
         self.check_cursor(number)
@@ -127,11 +132,13 @@ class GetHandler(ChatHandler, HoldingHandler):
             self.check_cursor(number)  # a burst may have pushed it out already
         self.set_header("Content-Type", "text/plain; charset=UTF-8")
         self.write(self.history[number].encode("utf-8"))
+    # end tutorial: chat-get
 
 
 class SinceHandler(ChatHandler):
     """GET /chat/since/N: every kept message from N on, at once, never held."""
 
+    # tutorial: chat-since
     def get(self, number_text: str) -> None:
         number = parse_number(number_text)
         self.check_cursor(number)
@@ -141,6 +148,7 @@ class SinceHandler(ChatHandler):
             "next": self.history.count,
             "messages": self.history.since(number),
         }))
+    # end tutorial: chat-since
 
 
 class EventsHandler(EventSourceHandler):

@@ -43,6 +43,7 @@ class EventSourceHandler(HoldingHandler):
     def compute_etag(self) -> Optional[str]:
         return None  # an event batch is never a cache hit
 
+    # tutorial: stream-get
     def last_event_id(self) -> Optional[int]:
         header = self.request.headers.get("Last-Event-ID")
         if header is not None:
@@ -66,7 +67,9 @@ class EventSourceHandler(HoldingHandler):
                 await self.answer_one_batch(retry, prefix, cursor)
             else:
                 await self.stream(retry + prefix, cursor)
+    # end tutorial: stream-get
 
+    # tutorial: one-batch
     async def answer_one_batch(self, head: bytes, prefix: bytes, cursor) -> None:
         """Hold until something is owed or ``--poll-timeout``, then answer."""
         batch, cursor = self.source.owed(cursor)
@@ -78,7 +81,9 @@ class EventSourceHandler(HoldingHandler):
             if woke not in (CLOSING, TIMEOUT):
                 batch, cursor = self.source.owed(cursor)
         self.finish(head + (batch or KEEP_ALIVE))
+    # end tutorial: one-batch
 
+    # tutorial: stream-loop
     async def stream(self, head: bytes, cursor) -> None:
         """Subscribe to the policy and hold the response open until the reader
         goes away or the server shuts down. Writing happens in ``wake()``,
@@ -95,7 +100,9 @@ class EventSourceHandler(HoldingHandler):
         finally:
             self.source.unsubscribe(self)
             self.keepalive.cancel()
+    # end tutorial: stream-loop
 
+    # tutorial: one-write
     def wake(self) -> None:
         """Send what is owed, unless a write is still in flight: then
         ``written()`` will, and a reader too far behind is dropped."""
@@ -115,6 +122,7 @@ class EventSourceHandler(HoldingHandler):
         self.on_connection_close()  # Tornado calls it only when the peer closes
 
     def send(self, data: bytes) -> None:
+        """One write in flight: ``writing`` stays set until ``written()``."""
         self.writing = True
         self.last_write = asyncio.get_running_loop().time()
         self.write(data)
@@ -122,8 +130,10 @@ class EventSourceHandler(HoldingHandler):
 
     def written(self, sent: asyncio.Future) -> None:
         self.writing = False
+        # A failed write closed the connection; on_connection_close ends stream().
         if sent.exception() is None:
             self.wake()  # whatever was published while the write was out
+    # end tutorial: one-write
 
     def keep_alive(self) -> None:
         """A comment after ``--keepalive`` seconds without a write, so that

@@ -223,10 +223,12 @@ class StateStream(Changes):
         self.notify()
 
     def resume(self, last_event_id: Optional[int]) -> tuple[bytes, Optional[int]]:
-        """A reader's cursor is the id it holds; any id but K is owed K now."""
+        """The reader's cursor is simply the id it holds."""
         return b"", last_event_id
 
     def owed(self, cursor: Optional[int], limit: Optional[int] = None) -> tuple[bytes, Optional[int]]:
+        """The article's rule: a reader holding K waits; any other id, none
+        included, gets K now."""
         if cursor == self.id:
             return b"", cursor
         return self._frame, self.id

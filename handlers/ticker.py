@@ -14,6 +14,7 @@ from typing import Optional
 from handlers.eventsource import EventSourceHandler
 
 
+# tutorial: random-walk
 class RandomWalk:
     """A price that moves by a small random percentage at each step."""
 
@@ -29,6 +30,7 @@ class RandomWalk:
 
     def formatted(self) -> str:
         return f"{self.price:.2f}"
+# end tutorial: random-walk
 
 
 class TickerHandler(EventSourceHandler):

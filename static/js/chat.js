@@ -83,6 +83,7 @@ function openLongPoll() {
   return () => request.abort();
 }
 
+// tutorial: poll-loop
 async function pollChat(signal) {
   let delay = RETRY_FIRST_MS;
   let catchingUp = true; // ask /chat/since/ for all we missed, then go one by one
@@ -122,6 +123,7 @@ async function pollChat(signal) {
     }
   }
 }
+// end tutorial: poll-loop
 
 // The body is the message exactly as posted: decode it as UTF-8 without
 // dropping a leading U+FEFF, which response.text() would do.

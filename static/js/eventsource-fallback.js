@@ -50,6 +50,7 @@ function parseEventStream(text, { lastEventId = '', reconnectionTime = 2000 } = 
     }
   }
 
+  // tutorial: parser-dispatch
   function dispatch() {
     // 1. The source's last event ID becomes the buffer's; the buffer is not
     //    reset, so the ID holds until the server sends another `id:`.
@@ -68,6 +69,7 @@ function parseEventStream(text, { lastEventId = '', reconnectionTime = 2000 } = 
     data = '';
     eventType = '';
   }
+  // end tutorial: parser-dispatch
 
   // Lines end in CRLF, a lone LF or a lone CR. Whatever follows the last
   // line end is an unfinished line and is never processed.
@@ -175,6 +177,7 @@ class LongPollEventSource extends EventTarget {
     if (this.#readyState !== this.CLOSED) this.#poll();
   }
 
+  // tutorial: reconnect
   // "Announce the connection": OPEN and `open`, once per (re)connection.
   #announce() {
     if (this.#readyState === this.CONNECTING) {
@@ -199,6 +202,7 @@ class LongPollEventSource extends EventTarget {
     if (this.#readyState === this.CLOSED) return;
     this.#timer = setTimeout(() => this.#poll(), this.#reconnectionTime);
   }
+  // end tutorial: reconnect
 }
 
 // The readyState constants, read-only on the constructor and on instances,

@@ -56,6 +56,7 @@ function drawChart() {
   chartLow.textContent = low.toFixed(2);
 }
 
+// tutorial: stock-connect
 function connect() {
   if (source) return;
   setStatus('connecting');
@@ -70,6 +71,7 @@ function connect() {
     setStatus(event.target.readyState === event.target.CLOSED ? 'closed' : 'connecting');
   };
 }
+// end tutorial: stock-connect
 
 // Hidden for good, or put in the back/forward cache: close now, so the
 // server forgets this tab at once. A restored page reconnects.
