@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 ARGS   ?=
 
-.PHONY: run test test-fast system-deps screenshots clean
+.PHONY: run test test-fast system-deps screenshots clean bench
 
 # Installed markers: pip runs again only when a requirements file changes.
 $(VENV)/.run-deps: requirements.txt
@@ -33,3 +33,15 @@ screenshots: $(VENV)/.test-deps system-deps  ## docs/*.png, from a real browser
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# The benchmark has its own venv (the peers and the plot stay out of .venv);
+# nothing in bench/ runs in `make test`. See bench/README.md.
+BENCH_VENV ?= bench/.venv
+
+$(BENCH_VENV)/.bench-deps: requirements.txt bench/requirements-bench.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check -r bench/requirements-bench.txt
+	touch $@
+
+bench: $(BENCH_VENV)/.bench-deps  ## docs/bench.md and docs/bench.png, ~10 min (quick: make bench ARGS="--n 1000 --events 5")
+	$(BENCH_VENV)/bin/python bench/run.py $(ARGS)

@@ -1,0 +1,567 @@
+"""The load generator: N readers against one server, timed per event.
+
+Two scenarios, one server process each (``run.py`` starts and pins it):
+
+``ticker``  N EventSource connections on ``/ticker``. Each records, per event
+            id, when it received it. The server's own timer makes the events
+            (every server ticks at the same ``--tick-interval``); once all N
+            are connected, one event is let go by to settle, then ``--events``
+            events are measured: the fan-out spread of each (last arrival
+            minus first), and the server's CPU time over the window divided
+            by the events.
+``chat``    N long polls held on ``/chat/get/K``, one ``POST /chat/post``,
+            and the time from the POST to each answer; ``--rounds`` times,
+            all N held again (``/status`` says so) before each POST.
+
+Raw ``asyncio.Protocol`` clients, on uvloop when it is installed, so that the
+reader side costs as little as it can: at N = 10000 it still has to take
+10000 reads per event, which is why it gets a CPU of its own and reports its
+own CPU per event next to the server's.
+
+Prints one JSON object on stdout. Bounded everywhere: every wait has a
+deadline, and a run that misses one reports what it got with ``"error"``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import signal
+import socket
+import statistics
+import struct
+import sys
+import time
+from typing import Optional
+from urllib.parse import urlsplit
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+LINGER_RESET = struct.pack("ii", 1, 0)
+
+
+# --- the server process, from /proc -----------------------------------------
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the whole process (every thread), in seconds."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def raise_open_file_limit() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def percentile(values: list[float], fraction: float) -> Optional[float]:
+    """Nearest-rank percentile; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), int(-(-fraction * len(ordered) // 1))))
+    return ordered[rank - 1]
+
+
+class Profiler:
+    """py-spy on the server for exactly the measured window (``--profile``):
+    started when the window opens, stopped with SIGINT (py-spy then writes
+    its file) when it closes. Collapsed stacks, one function per frame."""
+
+    def __init__(self, pid: int, path: Optional[str], rate: int = 250) -> None:
+        self.pid, self.path, self.rate = pid, path, rate
+        self.process: Optional[asyncio.subprocess.Process] = None
+
+    async def start(self) -> None:
+        if not self.path:
+            return
+        spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
+        self.process = await asyncio.create_subprocess_exec(
+            spy if os.path.exists(spy) else "py-spy", "record", "--pid", str(self.pid), "--rate", str(self.rate),
+            "--function", "--format", "raw", "--output", self.path,
+            stdout=asyncio.subprocess.DEVNULL, stderr=open(self.path + ".log", "wb"))
+        await asyncio.sleep(0.5)  # attached before the window opens
+
+    async def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.returncode is None:
+            try:
+                self.process.send_signal(signal.SIGINT)
+            except ProcessLookupError:
+                pass
+        try:
+            await asyncio.wait_for(self.process.wait(), 30)
+        except asyncio.TimeoutError:
+            self.process.kill()
+            await self.process.wait()
+        self.process = None
+
+
+# --- one-off requests (status, post) -----------------------------------------
+
+async def request(host: str, port: int, method: str, path: str, body: bytes = b"",
+                  timeout: float = 10.0) -> tuple[int, bytes, float]:
+    """One request on its own connection: (status, body, seconds from the
+    request's first byte written to its answer's last byte read)."""
+    async def exchange():
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            head = f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n"
+            if body:
+                head += f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n"
+            started = time.monotonic()
+            writer.write(head.encode() + b"\r\n" + body)
+            status_line = await reader.readline()
+            headers = {}
+            while True:
+                line = await reader.readline()
+                if line in (b"\r\n", b"\n", b""):
+                    break
+                name, _, value = line.decode("latin-1").partition(":")
+                headers[name.strip().lower()] = value.strip()
+            if "content-length" in headers:
+                payload = await reader.readexactly(int(headers["content-length"]))
+            else:
+                payload = await reader.read()
+            return int(status_line.split()[1]), payload, time.monotonic() - started
+        finally:
+            writer.close()
+    return await asyncio.wait_for(exchange(), timeout)
+
+
+async def status(host: str, port: int) -> dict:
+    code, payload, _ = await request(host, port, "GET", "/status")
+    if code != 200:
+        raise RuntimeError(f"/status answered {code}")
+    return json.loads(payload)
+
+
+async def wait_until_ready(host: str, port: int, deadline: float) -> dict:
+    """The server answers /status: it is listening and serving."""
+    while True:
+        try:
+            return await status(host, port)
+        except (OSError, asyncio.TimeoutError, RuntimeError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
+def reset_on_close(transport: asyncio.BaseTransport) -> None:
+    """Close with RST: no TIME_WAIT left behind for the next run's ports."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
+        except OSError:
+            pass
+    transport.abort()
+
+
+# --- the ticker: N event streams -----------------------------------------------
+
+class TickerRun:
+    """What every stream saw: arrival times per event id, and, for ids a
+    reader skipped (a state stream sends a reader that fell behind only the
+    newest), how many readers skipped each."""
+
+    def __init__(self) -> None:
+        self.arrivals: dict[int, list[float]] = {}
+        self.skips: dict[int, int] = {}
+        self.alive = 0
+        self.dropped = 0
+        self.bad_status: list[str] = []
+
+    def skipped(self, after: int, event_id: int) -> None:
+        for missed in range(after + 1, event_id):
+            self.skips[missed] = self.skips.get(missed, 0) + 1
+
+    def is_past(self, event_id: int) -> bool:
+        """Every live reader has received ``event_id`` or skipped past it."""
+        return len(self.arrivals.get(event_id, ())) + self.skips.get(event_id, 0) >= self.alive
+
+    async def wait_past(self, event_id: int, timeout: float) -> None:
+        """Checked every few milliseconds rather than on every arrival, to
+        keep the per-arrival work (10000 per event) as small as it can be."""
+        deadline = time.monotonic() + timeout
+        while not self.is_past(event_id):
+            if time.monotonic() > deadline:
+                raise asyncio.TimeoutError(f"event {event_id} did not reach every reader")
+            await asyncio.sleep(0.002)
+
+
+class EventStream(asyncio.Protocol):
+    """One EventSource reader: the request, then event ids as they come.
+
+    The time of an event is when its ``id:`` line arrives; the server writes
+    the whole frame at once, so that is when the frame arrives."""
+
+    def __init__(self, run: TickerRun, request_bytes: bytes, connected: asyncio.Future) -> None:
+        self.run = run
+        self.arrivals = run.arrivals
+        self.request_bytes = request_bytes
+        self.connected = connected
+        self.transport: Optional[asyncio.Transport] = None
+        self.head = b""
+        self.buffer = b""
+        self.in_body = False
+        self.last_id = 0
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        transport.write(self.request_bytes)
+
+    def data_received(self, data: bytes, monotonic=time.monotonic) -> None:
+        now = monotonic()
+        if not self.in_body:
+            self.head += data
+            end = self.head.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            status_line = self.head[:self.head.find(b"\r\n")]
+            if b" 200 " not in status_line + b" ":
+                self.run.bad_status.append(status_line.decode("latin-1"))
+                self.transport.close()
+                return
+            data, self.head, self.in_body = self.head[end + 4:], b"", True
+        if self.buffer:
+            data, self.buffer = self.buffer + data, b""
+        # Whole lines only; chunk-size lines (chunked encoding), data lines,
+        # comments and retry never hold "id: ".
+        end = data.rfind(b"\n") + 1
+        if end < len(data):
+            self.buffer = data[end:]
+        at = data.find(b"id: ", 0, end)
+        while at >= 0:
+            stop = data.find(b"\n", at)
+            event_id = int(data[at + 4:stop])
+            if self.last_id and event_id != self.last_id + 1:
+                self.run.skipped(self.last_id, event_id)
+            self.last_id = event_id
+            arrivals = self.arrivals.get(event_id)
+            if arrivals is None:
+                arrivals = self.arrivals[event_id] = []
+            arrivals.append(now)
+            at = data.find(b"id: ", stop, end)
+        if self.last_id and not self.connected.done():
+            self.connected.set_result(now)
+
+    def connection_lost(self, exc) -> None:
+        if not self.connected.done():
+            self.connected.set_exception(ConnectionError(f"closed before the first event: {exc}"))
+        elif self.run.alive:
+            self.run.alive -= 1
+            self.run.dropped += 1
+
+
+async def open_many(count: int, concurrency: int, deadline: float, open_one) -> tuple[list, list[str]]:
+    """``open_one(i)`` for i < count, at most ``concurrency`` at a time."""
+    semaphore = asyncio.Semaphore(concurrency)
+    errors: list[str] = []
+
+    async def guarded(index: int):
+        async with semaphore:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                errors.append("deadline")
+                return None
+            try:
+                return await asyncio.wait_for(open_one(index), remaining)
+            except (OSError, ConnectionError, asyncio.TimeoutError) as error:
+                errors.append(type(error).__name__ + ": " + str(error))
+                return None
+
+    results = await asyncio.gather(*(guarded(i) for i in range(count)))
+    return results, errors
+
+
+async def ticker(args, host: str, port: int) -> dict:
+    loop = asyncio.get_running_loop()
+    run = TickerRun()
+    profiler = Profiler(args.pid, args.profile)
+    result: dict = {"scenario": "ticker", "n": args.n}
+    request_bytes = (f"GET /ticker HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                     "Accept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n").encode()
+    transports = []
+
+    async def open_one(index: int):
+        connected = loop.create_future()
+        transport, _ = await loop.create_connection(
+            lambda: EventStream(run, request_bytes, connected), host, port)
+        transports.append(transport)
+        await connected
+        run.alive += 1
+        return transport
+
+    try:
+        rss_idle = rss_bytes(args.pid)
+        started = time.monotonic()
+        opened, errors = await open_many(args.n, args.concurrency, started + args.connect_timeout, open_one)
+        all_connected = time.monotonic()
+        result.update(connected=run.alive, connect_errors=len(errors), connect_error_sample=errors[:3],
+                      connect_seconds=all_connected - started, rss_idle=rss_idle)
+        if run.alive < args.n:
+            result["error"] = f"only {run.alive} of {args.n} connected"
+            return result
+
+        # Every reader is subscribed before the event after the newest one
+        # seen; one more event goes by before the window opens.
+        newest = max(run.arrivals)
+        first, last = newest + 2, newest + 1 + args.events
+        per_event_timeout = args.tick_interval * 3 + args.n / 1000
+        await profiler.start()
+        await run.wait_past(newest + 1, per_event_timeout + args.tick_interval)
+        cpu_start, own_start, window_start = cpu_seconds(args.pid), own_cpu_seconds(), time.monotonic()
+        for event_id in range(first, last + 1):
+            await run.wait_past(event_id, per_event_timeout)
+        cpu_end, own_end, window_end = cpu_seconds(args.pid), own_cpu_seconds(), time.monotonic()
+        await profiler.stop()
+        rss_loaded = rss_bytes(args.pid)
+
+        spreads, lags = [], []
+        for event_id in range(first, last + 1):
+            times = run.arrivals.get(event_id, [])
+            if times:
+                spreads.append(max(times) - min(times))
+                lags.append(statistics.median(times) - min(times))
+        result.update(
+            events=args.events,
+            event_ids=[first, last],
+            window_seconds=window_end - window_start,
+            server_cpu_ms_per_event=(cpu_end - cpu_start) * 1000 / args.events,
+            client_cpu_ms_per_event=(own_end - own_start) * 1000 / args.events,
+            spread_ms=[s * 1000 for s in spreads],
+            spread_median_ms=statistics.median(spreads) * 1000,
+            spread_p99_ms=percentile(spreads, 0.99) * 1000,
+            median_lag_ms=statistics.median(lags) * 1000,
+            arrivals_per_event=[len(run.arrivals.get(e, [])) for e in range(first, last + 1)],
+            skipped=sum(run.skips.values()),
+            dropped=run.dropped,
+            bad_status=run.bad_status[:3],
+            rss_loaded=rss_loaded,
+            rss_per_connection=(rss_loaded - rss_idle) / args.n,
+        )
+        return result
+    except asyncio.TimeoutError:
+        result["error"] = "an event did not reach every reader in time"
+        result.update(dropped=run.dropped, skipped=sum(run.skips.values()), alive=run.alive)
+        return result
+    finally:
+        await profiler.stop()
+        for transport in transports:
+            reset_on_close(transport)
+
+
+# --- the chat: N held long polls ------------------------------------------------
+
+class LongPoll(asyncio.Protocol):
+    """One long-polling reader on a keep-alive connection: ``ask(n)`` sends
+    GET /chat/get/n; ``answered`` completes with (status, arrival time)."""
+
+    def __init__(self, host_header: bytes) -> None:
+        self.host_header = host_header
+        self.transport: Optional[asyncio.Transport] = None
+        self.buffer = b""
+        self.answered: Optional[asyncio.Future] = None
+        self.number = -1
+        self.lost = False
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def ask(self, number: int) -> asyncio.Future:
+        self.number = number
+        self.answered = asyncio.get_running_loop().create_future()
+        self.transport.write(b"GET /chat/get/%d HTTP/1.1\r\nHost: %s\r\n\r\n" % (number, self.host_header))
+        return self.answered
+
+    def data_received(self, data: bytes, monotonic=time.monotonic) -> None:
+        now = monotonic()
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = self.buffer[:end].lower() + b"\r\n"
+        status = int(head[9:12])
+        at = head.find(b"content-length:")
+        if at >= 0:
+            length = int(head[at + 15:head.find(b"\r\n", at)])
+            if len(self.buffer) < end + 4 + length:
+                return
+            self.buffer = self.buffer[end + 4 + length:]
+        elif b"chunked" in head:
+            stop = self.buffer.find(b"0\r\n\r\n", end + 4)
+            if stop < 0:
+                return
+            self.buffer = self.buffer[stop + 5:]
+        else:
+            self.buffer = self.buffer[end + 4:]  # 204 and friends: no body
+        if self.answered is not None and not self.answered.done():
+            self.answered.set_result((status, now))
+
+    def connection_lost(self, exc) -> None:
+        self.lost = True
+        if self.answered is not None and not self.answered.done():
+            self.answered.set_exception(ConnectionError(f"closed while held: {exc}"))
+
+
+async def wait_for_waiting(host: str, port: int, count: int, deadline: float, interval: float = 0.05) -> None:
+    """Poll /status until the server holds ``count`` polls."""
+    while True:
+        held = (await status(host, port))["chat"]["waiting"]
+        if held >= count:
+            return
+        if time.monotonic() > deadline:
+            raise asyncio.TimeoutError(f"the server holds {held} of {count} polls")
+        await asyncio.sleep(interval)
+
+
+async def chat(args, host: str, port: int) -> dict:
+    loop = asyncio.get_running_loop()
+    result: dict = {"scenario": "chat", "n": args.n}
+    host_header = f"{host}:{port}".encode()
+    polls: list[LongPoll] = []
+    # Only the first post is profiled (the window is short: sample faster),
+    # so the profile shows answering N polls, not taking N new ones.
+    profiler = Profiler(args.pid, args.profile, rate=1000)
+
+    async def open_one(index: int):
+        transport, poll = await loop.create_connection(lambda: LongPoll(host_header), host, port)
+        polls.append(poll)
+        return poll
+
+    try:
+        rss_idle = rss_bytes(args.pid)
+        number = (await status(host, port))["chat"]["messages"]
+        started = time.monotonic()
+        deadline = started + args.connect_timeout
+        # A held poll sends nothing back, so the client cannot tell when the
+        # server has taken it: open them a batch at a time, and wait for
+        # /status to count each batch held before the next, so as not to
+        # overflow the server's listen backlog (a dropped handshake costs a
+        # one-second retransmission and would be timed as the server's).
+        errors, answers = [], []
+        for batch in range(0, args.n, args.concurrency):
+            size = min(args.concurrency, args.n - batch)
+            opened, failed = await open_many(size, size, deadline, open_one)
+            errors += failed
+            answers += [poll.ask(number) for poll in opened if poll is not None]
+            if failed:
+                break
+            await wait_for_waiting(host, port, len(answers), deadline, interval=0.005)
+        result.update(connect_errors=len(errors), connect_error_sample=errors[:3], rss_idle=rss_idle)
+        if len(polls) < args.n:
+            result["error"] = f"only {len(polls)} of {args.n} connected"
+            return result
+        result["hold_seconds"] = time.monotonic() - started
+        result["rss_loaded"] = rss_bytes(args.pid)
+
+        rounds = []
+        await profiler.start()
+        for round_number in range(args.rounds):
+            cpu_start, own_start = cpu_seconds(args.pid), own_cpu_seconds()
+            body = b"message=round+%d" % round_number
+            post_started = time.monotonic()
+            # Arrival times are taken as each answer comes in, whatever is
+            # awaited first here.
+            code, payload, _ = await request(host, port, "POST", "/chat/post", body, timeout=args.connect_timeout)
+            if code != 200:
+                raise ConnectionError(f"POST /chat/post answered {code}: {payload[:200]!r}")
+            done = await asyncio.wait_for(asyncio.gather(*answers), args.connect_timeout)
+            cpu_end, own_end = cpu_seconds(args.pid), own_cpu_seconds()
+            # request() starts its clock after connecting; the POST's own
+            # connect is part of what a poster waits for, so measure from before.
+            delivered = [when - post_started for status_code, when in done]
+            rounds.append(dict(
+                post_status=code,
+                statuses=sorted({status_code for status_code, _ in done}),
+                last_ms=max(delivered) * 1000,
+                median_ms=statistics.median(delivered) * 1000,
+                first_ms=min(delivered) * 1000,
+                server_cpu_ms=(cpu_end - cpu_start) * 1000,
+                client_cpu_ms=(own_end - own_start) * 1000,
+            ))
+            number += 1
+            await profiler.stop()
+            if round_number + 1 < args.rounds:
+                answers = [poll.ask(number) for poll in polls]
+                await wait_for_waiting(host, port, args.n, time.monotonic() + args.connect_timeout)
+        lasts = [r["last_ms"] for r in rounds]
+        result.update(
+            rounds=rounds,
+            post_to_last_median_ms=statistics.median(lasts),
+            post_to_last_max_ms=max(lasts),
+            post_to_median_median_ms=statistics.median(r["median_ms"] for r in rounds),
+            server_cpu_ms_per_post=statistics.median(r["server_cpu_ms"] for r in rounds),
+            rss_per_poll=(result["rss_loaded"] - rss_idle) / args.n,
+        )
+        return result
+    except (asyncio.TimeoutError, ConnectionError) as error:
+        result["error"] = f"{type(error).__name__}: {error}"
+        return result
+    finally:
+        await profiler.stop()
+        for poll in polls:
+            if poll.transport is not None:
+                reset_on_close(poll.transport)
+
+
+async def main(args) -> dict:
+    url = urlsplit(args.url)
+    host, port = url.hostname, url.port
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise SystemExit("the load generator only targets this machine (127.0.0.1)")
+    await wait_until_ready(host, port, time.monotonic() + 20)
+    scenario = ticker if args.scenario == "ticker" else chat
+    result = await scenario(args, host, port)
+    result["loop"] = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    return result
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description="N EventSource readers or N long polls against one server.")
+    parser.add_argument("--url", required=True, help="http://127.0.0.1:PORT/")
+    parser.add_argument("--pid", type=int, required=True, help="the server process, for CPU and RSS")
+    parser.add_argument("--scenario", choices=("ticker", "chat"), default="ticker")
+    parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--events", type=int, default=10, help="ticker events measured")
+    parser.add_argument("--rounds", type=int, default=5, help="chat posts measured")
+    parser.add_argument("--tick-interval", type=float, default=1.0, help="the server's, for deadlines")
+    parser.add_argument("--concurrency", type=int, default=100, help="connections being opened at once")
+    parser.add_argument("--connect-timeout", type=float, default=120.0)
+    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    parser.add_argument("--profile", metavar="PATH", help="py-spy the server over the measured window, to PATH")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    args = parse_args()
+    hard = raise_open_file_limit()
+    if args.n + 100 > hard:
+        raise SystemExit(f"N = {args.n} needs more open files than the hard limit ({hard})")
+    if args.loop == "uvloop":
+        try:
+            import uvloop
+            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        except ImportError:
+            print("uvloop is not installed; using asyncio", file=sys.stderr)
+    print(json.dumps(asyncio.run(main(args))), flush=True)

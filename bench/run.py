@@ -1,0 +1,457 @@
+"""`make bench`: every server, every N, both scenarios; then the table and plot.
+
+For each N, server and scenario, a fresh server process is started pinned to
+one CPU (``taskset -c 0``), the load generator pinned to the other
+(``taskset -c 1``) runs against it and prints its figures, and the server is
+stopped (SIGTERM, then SIGKILL after a grace period) whatever happened. The
+figures go to ``docs/bench.json``; ``docs/bench.md`` and ``docs/bench.png``
+are made from them.
+
+    python bench/run.py                       # the full run: N = 1000 5000 10000
+    python bench/run.py --n 1000 --events 5   # a quick one
+    python bench/run.py --report-only docs/bench.json   # redraw from figures
+
+Every server ticks at ``--tick-interval`` (one event to all N per tick) and
+sends keep-alives every 15 s, so none is sent inside a measured window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+URL_LINE = re.compile(r"^(http://127\.0\.0\.1:\d+/)$", re.MULTILINE)
+
+# How each server is started; {tick} is the tick interval in seconds.
+SERVERS = {
+    # Ours, with its defaults but two: --max-clients above N, and a poll
+    # timeout longer than a run, since the peers' polls never time out.
+    "tornado": ["app.py", "--port=0", "--tick-interval={tick}", "--max-clients=20000", "--poll-timeout=120"],
+    "sse-starlette": ["bench/peers/sse_starlette_app.py", "--port", "0", "--tick-interval", "{tick}"],
+    "aiohttp-sse": ["bench/peers/aiohttp_app.py", "--port", "0", "--tick-interval", "{tick}"],
+    "floor": ["bench/peers/floor.py", "--port", "0", "--tick-interval", "{tick}"],
+}
+OURS, FLOOR = "tornado", "floor"
+PEERS = ("sse-starlette", "aiohttp-sse")
+PACKAGES = ("tornado", "sse-starlette", "starlette", "uvicorn", "aiohttp", "aiohttp-sse", "uvloop")
+
+
+class Runner:
+    """Starts servers and the load generator, and stops every one it started."""
+
+    def __init__(self, args) -> None:
+        self.args = args
+        self.started: list[subprocess.Popen] = []
+        self.logs = BENCH / "results" / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.taskset = shutil.which("taskset") if not args.no_pin else None
+        if not args.no_pin and self.taskset is None:
+            print("taskset (util-linux) not found: running unpinned", file=sys.stderr)
+
+    def pinned(self, cpu: int, command: list[str]) -> list[str]:
+        return [self.taskset, "-c", str(cpu), *command] if self.taskset else command
+
+    def start_server(self, name: str, log_path: Path) -> tuple[subprocess.Popen, str]:
+        command = [arg.format(tick=self.args.tick_interval) for arg in SERVERS[name]]
+        log = open(log_path, "w")
+        process = subprocess.Popen(
+            self.pinned(self.args.server_cpu, [sys.executable, *command]),
+            cwd=self.args.app if name == OURS else ROOT,
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )
+        log.close()
+        self.started.append(process)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            found = URL_LINE.search(log_path.read_text(errors="replace"))
+            if found:
+                return process, found.group(1)
+            if process.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise RuntimeError(f"{name} did not print its URL; see {log_path}")
+
+    def stop(self, process: subprocess.Popen) -> None:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=self.args.grace)
+            except subprocess.TimeoutExpired:
+                process.kill()  # uvicorn waits on held polls forever
+                process.wait(timeout=10)
+        if process in self.started:
+            self.started.remove(process)
+
+    def stop_all(self) -> None:
+        for process in list(self.started):
+            try:
+                self.stop(process)
+            except (OSError, subprocess.TimeoutExpired):
+                process.kill()
+
+    def measure(self, name: str, scenario: str, n: int) -> dict:
+        """One server process, one scenario, one N: the load generator's figures."""
+        log_path = self.logs / f"{name}-{scenario}-{n}.log"
+        process, url = self.start_server(name, log_path)
+        try:
+            args = self.args
+            command = [
+                sys.executable, str(BENCH / "loadgen.py"), "--url", url, "--pid", str(process.pid),
+                "--scenario", scenario, "--n", str(n), "--events", str(args.events),
+                "--rounds", str(args.rounds), "--tick-interval", str(args.tick_interval),
+                "--concurrency", str(args.concurrency), "--connect-timeout", str(args.connect_timeout),
+            ]
+            if args.profile:
+                profiles = BENCH / "results" / "profiles"
+                profiles.mkdir(parents=True, exist_ok=True)
+                command += ["--profile", str(profiles / f"{name}-{scenario}-{n}.txt")]
+            budget = 60 + args.connect_timeout * (2 + args.rounds) + args.events * args.tick_interval * 4
+            try:
+                done = subprocess.run(self.pinned(args.client_cpu, command), cwd=ROOT, capture_output=True,
+                                      text=True, timeout=budget, stdin=subprocess.DEVNULL)
+            except subprocess.TimeoutExpired:
+                return {"scenario": scenario, "n": n, "error": f"the load generator ran past {budget:.0f} s"}
+            lines = done.stdout.strip().splitlines()
+            if done.returncode != 0 or not lines:
+                return {"scenario": scenario, "n": n,
+                        "error": f"the load generator exited {done.returncode}: {done.stderr.strip()[-500:]}"}
+            result = json.loads(lines[-1])
+            if process.poll() is not None:
+                result["error"] = f"the server exited ({process.returncode}) during the run; see {log_path}"
+            return result
+        finally:
+            self.stop(process)
+
+
+def machine() -> dict:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "cpus": os.cpu_count(), "cpu_model": model, "python": platform.python_version(),
+        "kernel": platform.release(), "packages": versions, "load_average_at_start": os.getloadavg(),
+    }
+
+
+def source_state(app: Path) -> dict:
+    """Which code of ours was measured: the commit, and whether the files the
+    server runs from differ from it."""
+    def git(*command: str) -> str:
+        try:
+            done = subprocess.run(["git", *command], cwd=app, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+        return done.stdout.strip() if done.returncode == 0 else ""
+    changed = git("status", "--porcelain", "--", "app.py", "handlers")
+    return {"app": str(app), "commit": git("rev-parse", "--short", "HEAD") or "unknown",
+            "changed_files": [line[3:] for line in changed.splitlines()]}
+
+
+def run(args) -> dict:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        # Servers started from here inherit it; ours raises its own anyway.
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if max(args.n) + 100 > hard:
+        raise SystemExit(f"N = {max(args.n)} needs more open files than the hard limit ({hard})")
+    report = {
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "ours": source_state(args.app),
+        "settings": {k: getattr(args, k) for k in ("n", "events", "rounds", "tick_interval", "concurrency",
+                                                   "server_cpu", "client_cpu", "servers", "scenarios")}
+                    | {"pinned": not args.no_pin, "commands": SERVERS},
+        "results": [],
+    }
+    runner = Runner(args)
+    began = time.monotonic()
+    try:
+        for n in args.n:
+            for name in args.servers:
+                for scenario in args.scenarios:
+                    step = time.monotonic()
+                    try:
+                        result = runner.measure(name, scenario, n)
+                    except RuntimeError as error:
+                        result = {"scenario": scenario, "n": n, "error": str(error)}
+                    result["server"] = name
+                    if name == OURS:
+                        result["ours"] = source_state(args.app)  # the lead may commit mid-run
+                    report["results"].append(result)
+                    print(f"{name:>14} {scenario:<6} N={n:<6} {summary(result)}  ({time.monotonic() - step:.0f} s)",
+                          flush=True)
+    finally:
+        runner.stop_all()
+    report["seconds"] = round(time.monotonic() - began)
+    report["machine"]["load_average_at_end"] = os.getloadavg()
+    return report
+
+
+def summary(result: dict) -> str:
+    if "error" in result:
+        return "ERROR: " + result["error"]
+    if result["scenario"] == "ticker":
+        return (f"connect {result['connect_seconds']:.2f} s, spread {result['spread_median_ms']:.1f}/"
+                f"{result['spread_p99_ms']:.1f} ms, cpu {result['server_cpu_ms_per_event']:.0f} ms/event, "
+                f"rss {result['rss_per_connection'] / 1024:.1f} KB/conn")
+    return (f"hold {result['hold_seconds']:.2f} s, post->last {result['post_to_last_median_ms']:.1f} ms, "
+            f"cpu {result['server_cpu_ms_per_post']:.0f} ms/post, rss {result['rss_per_poll'] / 1024:.1f} KB/poll")
+
+
+# --- the table -------------------------------------------------------------------
+
+def figures(report: dict) -> dict:
+    """(scenario, n, server) -> result, errors left out."""
+    return {(r["scenario"], r["n"], r["server"]): r for r in report["results"] if "error" not in r}
+
+
+def number(value, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def ratio(ours, other) -> str:
+    if ours is None or other is None or other == 0:
+        return "n/a"
+    return f"{ours / other:.2f}×"
+
+
+TICKER_COLUMNS = [
+    ("connect all N (s)", lambda r: r["connect_seconds"], 2),
+    ("spread median (ms)", lambda r: r["spread_median_ms"], 1),
+    ("spread p99 (ms)", lambda r: r["spread_p99_ms"], 1),
+    ("server CPU per event (ms)", lambda r: r["server_cpu_ms_per_event"], 1),
+    ("RSS per connection (KB)", lambda r: r["rss_per_connection"] / 1024, 1),
+    ("load generator CPU per event (ms)", lambda r: r["client_cpu_ms_per_event"], 1),
+]
+CHAT_COLUMNS = [
+    ("hold all N (s)", lambda r: r["hold_seconds"], 2),
+    ("POST → last answer, median (ms)", lambda r: r["post_to_last_median_ms"], 1),
+    ("POST → last answer, worst (ms)", lambda r: r["post_to_last_max_ms"], 1),
+    ("POST → median answer (ms)", lambda r: r["post_to_median_median_ms"], 1),
+    ("server CPU per post (ms)", lambda r: r["server_cpu_ms_per_post"], 1),
+    ("RSS per held poll (KB)", lambda r: r["rss_per_poll"] / 1024, 1),
+]
+RATIO_METRICS = [
+    ("ticker", "spread median", lambda r: r["spread_median_ms"]),
+    ("ticker", "CPU per event", lambda r: r["server_cpu_ms_per_event"]),
+    ("ticker", "RSS per connection", lambda r: r["rss_per_connection"]),
+    ("chat", "POST → last answer", lambda r: r["post_to_last_median_ms"]),
+]
+
+
+def value_of(found: dict, key, metric):
+    result = found.get(key)
+    return None if result is None else metric(result)
+
+
+def markdown(report: dict) -> str:
+    found = figures(report)
+    settings, host, ours = report["settings"], report["machine"], report.get("ours", {})
+    servers, ns = settings["servers"], sorted(settings["n"])
+    out = [
+        "# Benchmark: Comet fan-out, Tornado against its peers",
+        "",
+        "Made by `make bench` (`bench/run.py`); how it measures and how to run it: "
+        "[bench/README.md](../bench/README.md). Figures: [bench.json](bench.json).",
+        "",
+        f"- Run: {report['started']}, {report.get('seconds', '?')} s; "
+        f"{host['cpus']} CPUs ({host['cpu_model'] or 'unknown model'}), Python {host['python']}, "
+        f"Linux {host['kernel']}.",
+        f"- Load average at start {', '.join(f'{x:.2f}' for x in host['load_average_at_start'])}; "
+        f"at end {', '.join(f'{x:.2f}' for x in host.get('load_average_at_end', []))} "
+        "(anything else running on the machine shows up as noise).",
+        f"- Each server pinned to CPU {settings['server_cpu']}, the load generator to CPU {settings['client_cpu']}"
+        + ("" if settings["pinned"] else " (NOT pinned: taskset missing or --no-pin)") + "; "
+        f"a tick every {settings['tick_interval']} s, {settings['events']} events measured per run, "
+        f"{settings['rounds']} chat posts.",
+        "- Versions: " + ", ".join(f"{k} {v}" for k, v in host["packages"].items() if v) + ".",
+        f"- Ours (tornado) at commit {ours.get('commit', 'unknown')}"
+        + (" (it changed during the run: see bench.json)"
+           if len({str(r["ours"]) for r in report["results"] if "ours" in r} | {str(ours)}) > 1
+           else "")
+        + (f", with uncommitted changes to {', '.join(ours['changed_files'])}"
+           if ours.get("changed_files") else "") + ".",
+        "",
+        "## Ticker: one event to N EventSource readers",
+        "",
+        "Spread: last arrival minus first arrival of one event across the N readers; "
+        "median and p99 over the measured events. CPU: the server's utime + stime over the "
+        "window, per event. RSS: (RSS with N connected − RSS idle) / N.",
+        "",
+    ]
+    for n in ns:
+        out += [f"### N = {n:,}", "", "| server | " + " | ".join(c[0] for c in TICKER_COLUMNS) + " |",
+                "| --- |" + " ---: |" * len(TICKER_COLUMNS)]
+        for server in servers:
+            result = found.get(("ticker", n, server))
+            cells = [number(None if result is None else c[1](result), c[2]) for c in TICKER_COLUMNS]
+            out.append(f"| {server} | " + " | ".join(cells) + " |")
+        out.append("")
+    out += ["## Chat: one POST answers N held long polls", "",
+            "From just before the POST's connection is opened to each held poll's complete answer; "
+            "median and worst of the posts. CPU: the server's, from the POST to the last answer.", ""]
+    for n in ns:
+        out += [f"### N = {n:,}", "", "| server | " + " | ".join(c[0] for c in CHAT_COLUMNS) + " |",
+                "| --- |" + " ---: |" * len(CHAT_COLUMNS)]
+        for server in servers:
+            result = found.get(("chat", n, server))
+            cells = [number(None if result is None else c[1](result), c[2]) for c in CHAT_COLUMNS]
+            out.append(f"| {server} | " + " | ".join(cells) + " |")
+        out.append("")
+    if OURS in servers:
+        others = [s for s in servers if s != OURS]
+        out += ["## Ratios: tornado ÷ each other server (below 1 is better)", "",
+                "| N | metric | " + " | ".join(f"÷ {s}" for s in others) + " |",
+                "| ---: | --- |" + " ---: |" * len(others)]
+        for n in ns:
+            for scenario, label, metric in RATIO_METRICS:
+                ours = value_of(found, (scenario, n, OURS), metric)
+                cells = [ratio(ours, value_of(found, (scenario, n, s), metric)) for s in others]
+                out.append(f"| {n:,} | {label} | " + " | ".join(cells) + " |")
+        out.append("")
+        out += goal_lines(found, max(ns))
+    errors = [r for r in report["results"] if "error" in r]
+    if errors:
+        out += ["## Runs that failed", ""]
+        out += [f"- {r['server']} {r['scenario']} N={r['n']}: {r['error']}" for r in errors]
+        out.append("")
+    return "\n".join(out)
+
+
+def goal_lines(found: dict, n: int) -> list[str]:
+    """The issue's goal at the largest N, checked."""
+    def get(server, metric):
+        return value_of(found, ("ticker", n, server), metric)
+
+    spread = lambda r: r["spread_median_ms"]
+    cpu = lambda r: r["server_cpu_ms_per_event"]
+    rss = lambda r: r["rss_per_connection"]
+    checks = []
+    for label, metric in (("median spread", spread), ("CPU per event", cpu)):
+        ours, peers, floor = get(OURS, metric), [get(p, metric) for p in PEERS], get(FLOOR, metric)
+        if ours is not None and None not in peers:
+            checks.append((f"{label} below both peers'", all(ours < p for p in peers)))
+        if ours is not None and floor is not None:
+            checks.append((f"{label} within 2× of the floor ({ours / floor:.2f}×)", ours <= 2 * floor))
+    ours, peers = get(OURS, rss), [get(p, rss) for p in PEERS]
+    if ours is not None and None not in peers:
+        checks.append(("RSS per connection no more than the peers'", all(ours <= p for p in peers)))
+    if not checks:
+        return []
+    lines = [f"## The goal at N = {n:,}", ""]
+    lines += [f"- {'met' if ok else 'NOT met'}: {label}" for label, ok in checks]
+    return lines + [""]
+
+
+# --- the plot --------------------------------------------------------------------
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    found = figures(report)
+    settings = report["settings"]
+    ns = sorted(settings["n"])
+    panels = [
+        ("ticker", "fan-out spread, median (ms)", lambda r: r["spread_median_ms"]),
+        ("ticker", "server CPU per event (ms)", lambda r: r["server_cpu_ms_per_event"]),
+        ("ticker", "RSS per connection (KB)", lambda r: r["rss_per_connection"] / 1024),
+        ("chat", "POST → last of N answers (ms)", lambda r: r["post_to_last_median_ms"]),
+    ]
+    figure, axes = plt.subplots(2, 2, figsize=(11, 8), constrained_layout=True)
+    styles = {"tornado": "o-", "sse-starlette": "s--", "aiohttp-sse": "^--", "floor": "x:"}
+    for axis, (scenario, title, metric) in zip(axes.flat, panels):
+        for server in settings["servers"]:
+            points = [(n, metric(found[(scenario, n, server)])) for n in ns if (scenario, n, server) in found]
+            if points:
+                axis.plot(*zip(*points), styles.get(server, "o-"), label=server, linewidth=2 if server == OURS else 1)
+        axis.set_title(title)
+        axis.set_xlabel("N connections")
+        axis.set_xticks(ns)
+        axis.set_ylim(bottom=0)
+        axis.grid(True, alpha=0.3)
+    labelled = {}
+    for axis in axes.flat:
+        for line in axis.get_lines():
+            labelled.setdefault(line.get_label(), line)
+    if labelled:
+        figure.legend(labelled.values(), labelled.keys(), loc="outside lower center", ncols=len(labelled))
+    figure.suptitle(f"One event to N readers, each server on one CPU ({report['started'][:10]}; "
+                    "lower is better)")
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description="Run the Comet benchmark and write docs/bench.md and docs/bench.png.")
+    parser.add_argument("--n", type=int, nargs="+", default=[1000, 5000, 10000])
+    parser.add_argument("--events", type=int, default=15, help="ticker events measured per run")
+    parser.add_argument("--rounds", type=int, default=5, help="chat posts measured per run")
+    parser.add_argument("--tick-interval", type=float, default=1.0)
+    parser.add_argument("--servers", nargs="+", choices=list(SERVERS), default=list(SERVERS))
+    parser.add_argument("--app", type=Path, default=ROOT,
+                        help="the checkout whose app.py is 'tornado' (to compare two versions of ours)")
+    parser.add_argument("--scenarios", nargs="+", choices=("ticker", "chat"), default=["ticker", "chat"])
+    parser.add_argument("--concurrency", type=int, default=100, help="connections being opened at once")
+    parser.add_argument("--connect-timeout", type=float, default=90.0)
+    parser.add_argument("--server-cpu", type=int, default=0)
+    parser.add_argument("--client-cpu", type=int, default=1)
+    parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
+    parser.add_argument("--grace", type=float, default=5.0, help="seconds between SIGTERM and SIGKILL")
+    parser.add_argument("--out", type=Path, help="where bench.md/png/json go (docs/; bench/results/ with --profile)")
+    parser.add_argument("--report-only", type=Path, metavar="JSON", help="redraw the table and plot from figures")
+    parser.add_argument("--profile", action="store_true",
+                        help="py-spy each server over its measured window, to bench/results/profiles/ "
+                             "(the sampling slows the server: its figures are not the benchmark's)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    args.app = args.app.resolve()
+    if args.out is None:
+        args.out = BENCH / "results" if args.profile else ROOT / "docs"
+    # SIGTERM (a CI timeout, a kill) takes the same path as Ctrl-C: the
+    # finally blocks stop every server this run started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if args.report_only:
+        report = json.loads(args.report_only.read_text())
+    else:
+        report = run(args)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "bench.json").write_text(json.dumps(report, indent=1) + "\n")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench.md").write_text(markdown(report))
+    plot(report, args.out / "bench.png")
+    print(f"wrote {args.out / 'bench.md'} and {args.out / 'bench.png'}")
+
+
+if __name__ == "__main__":
+    main()
