@@ -8,6 +8,7 @@ down cleanly on SIGINT or SIGTERM. Run ``python app.py --help`` for the flags.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import resource
 import signal
@@ -18,7 +19,7 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 from tornado.options import define, options, parse_command_line
 
-from handlers.base import Clients
+from handlers.base import Clients, log_request
 from handlers.chat import EventsHandler, GetHandler, PostHandler, SinceHandler
 from handlers.pages import NotFoundHandler, PageHandler, StaticFiles, StatusHandler
 from handlers.policies import BoundedEventQueue, StateStream
@@ -99,6 +100,7 @@ def make_app(**overrides) -> tornado.web.Application:
         template_path=os.path.join(HERE, "templates"),
         static_path=os.path.join(HERE, "static"),
         static_handler_class=StaticFiles,
+        log_function=log_request,
         **settings,
     )
     if gzip_pages:
@@ -123,6 +125,10 @@ def raise_open_file_limit() -> int:
 async def main() -> None:
     parse_command_line()
     raise_open_file_limit()
+    # Each held client is a handful of long-lived objects; with the default
+    # threshold (700) the collector would rescan ten thousand of them many
+    # times a second. Collect young objects less often.
+    gc.set_threshold(50_000, 20, 10)
     app = make_app()
     # idle_connection_timeout: idle keep-alive connections only; a held request is not idle.
     server = HTTPServer(app, max_body_size=options.max_body, idle_connection_timeout=60)

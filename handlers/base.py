@@ -17,60 +17,59 @@ from http import HTTPStatus
 from typing import Iterator, Optional
 
 import tornado.web
+from tornado.log import access_log
 
-GONE, CLOSING, TIMEOUT = "gone", "closing", "timeout"
+# Why a hold ended.
+WOKEN, TIMEOUT, GONE, CLOSING = "woken", "timeout", "gone", "closing"
 
 
 class Clients:
     """Every request the server is holding, counted by kind.
 
     ``/status`` reads the counts, ``--max-clients`` caps their sum, and at
-    shutdown ``release_all()`` tells every holder to finish its response.
+    shutdown ``release_all()`` ends every hold, so each client gets a
+    complete response.
     """
 
     def __init__(self, limit: int = 10000) -> None:
         self.limit = limit
         self.counts: Counter[str] = Counter()
-        self.held = 0
+        self.holders: set = set()
         self.closing = False
-        self._release: Optional[asyncio.Future] = None
         self._drained: Optional[asyncio.Future] = None
 
+    @property
+    def held(self) -> int:
+        return len(self.holders)
+
     @contextlib.contextmanager
-    def holding(self, kind: str) -> Iterator[None]:
-        """Count one held request for as long as the ``with`` block runs.
+    def holding(self, holder: "HoldingHandler", kind: str) -> Iterator[None]:
+        """Count ``holder`` for as long as the ``with`` block runs.
 
         During shutdown a request is still let in, and released at once like
         the others: a 503 would make an EventSource give up for good."""
-        if self.held >= self.limit and not self.closing:
+        if len(self.holders) >= self.limit and not self.closing:
             raise tornado.web.HTTPError(503, "too many clients, try again later")
-        self.held += 1
+        self.holders.add(holder)
         self.counts[kind] += 1
+        if self.closing:
+            holder.end(CLOSING)
         try:
             yield
         finally:
-            self.held -= 1
+            self.holders.discard(holder)
             self.counts[kind] -= 1
-            if self.held == 0 and self._drained is not None and not self._drained.done():
+            if not self.holders and self._drained is not None and not self._drained.done():
                 self._drained.set_result(None)
 
     # tutorial: release
-    def released(self) -> asyncio.Future:
-        """Every hold() waits on this one future, so a shutdown releases
-        every held request at once."""
-        if self._release is None:
-            self._release = asyncio.get_running_loop().create_future()
-            if self.closing:
-                self._release.set_result(None)
-        return self._release
-
     async def release_all(self, timeout: float) -> None:
-        """Tell every holder to finish, and wait (up to ``timeout``) until
-        all have: at shutdown, each client gets a complete response."""
+        """End every hold, and wait (up to ``timeout``) until each response
+        has gone out."""
         self.closing = True
-        if self._release is not None and not self._release.done():
-            self._release.set_result(None)
-        if self.held:
+        for holder in tuple(self.holders):
+            holder.end(CLOSING)
+        if self.holders:
             self._drained = asyncio.get_running_loop().create_future()
             await asyncio.wait({self._drained}, timeout=timeout)
     # end tutorial: release
@@ -97,44 +96,69 @@ class BaseHandler(tornado.web.RequestHandler):
 
 
 class HoldingHandler(BaseHandler):
-    """A handler that may keep its request open while it waits."""
+    """A handler that may keep its request open while it waits.
+
+    Each request has one future, ``done``, completed with the reason its
+    hold ends. Nothing else is awaited, and nothing is shared between
+    clients: ten thousand held requests are ten thousand small futures.
+    """
 
     def initialize(self, clients: Clients) -> None:
         self.clients = clients
-        self.gone: Optional[asyncio.Future] = None
+        self.done: Optional[asyncio.Future] = None
 
     # tutorial: peer-gone
     def prepare(self) -> None:
-        self.gone = asyncio.get_running_loop().create_future()
+        self.done = asyncio.get_running_loop().create_future()
 
     def on_connection_close(self) -> None:
-        # The peer went away while we held its request: wake the waiting
-        # coroutine now, so it is forgotten at once, not at the next event.
-        if self.gone is not None and not self.gone.done():
-            self.gone.set_result(None)
+        # The peer went away while we held its request: end the hold now, so
+        # it is forgotten at once, not at the next event.
+        self.end(GONE)
     # end tutorial: peer-gone
 
+    def end(self, why: str) -> None:
+        """End the hold (the first reason wins)."""
+        if self.done is None or self.done.done():
+            return
+        if why is CLOSING and not self._headers_written:
+            # Reconnect elsewhere: this connection is about to close.
+            self.set_header("Connection", "close")
+        self.done.set_result(why)
+
+    def wake(self) -> None:
+        """Called by a policy this request waits on: it changed."""
+        self.end(WOKEN)
+
     # tutorial: hold
-    async def hold(self, *futures: asyncio.Future, timeout: Optional[float]) -> object:
-        """Wait for the first of ``futures``, the timeout, the client leaving
-        or the server shutting down. Returns the future that completed, or
-        ``TIMEOUT``, ``GONE`` or ``CLOSING``. The futures are never cancelled:
-        they may be shared with every other waiter."""
-        release = self.clients.released()
-        done, _ = await asyncio.wait(
-            {self.gone, release, *futures},
-            timeout=timeout,
-            return_when=asyncio.FIRST_COMPLETED,
-        )
-        if self.gone in done:
-            return GONE
-        if release in done:
-            if not self._headers_written:
-                # Reconnect elsewhere: this connection is about to close.
-                self.set_header("Connection", "close")
-            return CLOSING
-        for future in futures:
-            if future in done:
-                return future
-        return TIMEOUT
+    async def hold(self, source=None, timeout: Optional[float] = None) -> str:
+        """Wait until the policy ``source`` changes, ``timeout`` seconds
+        pass, the client goes away or the server shuts down; return which:
+        ``WOKEN``, ``TIMEOUT``, ``GONE`` or ``CLOSING``."""
+        timer = None
+        if timeout is not None:
+            timer = asyncio.get_running_loop().call_later(timeout, self.end, TIMEOUT)
+        if source is not None:
+            source.subscribe(self.wake)
+        try:
+            return await self.done
+        finally:
+            if source is not None:
+                source.unsubscribe(self.wake)
+            if timer is not None:
+                timer.cancel()
     # end tutorial: hold
+
+
+def log_request(handler: tornado.web.RequestHandler) -> None:
+    """The access log, minus the routine of Comet: a poll answered or a
+    stream ended is logged at DEBUG only (``--logging=debug`` shows them),
+    since with thousands of clients those lines would be most of the
+    server's work. Errors are logged as Tornado would."""
+    status = handler.get_status()
+    if status < 400:
+        log = access_log.debug if isinstance(handler, HoldingHandler) else access_log.info
+    else:
+        log = access_log.warning if status < 500 else access_log.error
+    request = handler.request
+    log("%d %s %s (%s) %.2fms", status, request.method, request.uri, request.remote_ip, 1000.0 * request.request_time())

@@ -16,7 +16,7 @@ from typing import Optional
 import tornado.httputil
 import tornado.web
 
-from handlers.base import CLOSING, GONE, TIMEOUT, BaseHandler, HoldingHandler
+from handlers.base import GONE, BaseHandler, HoldingHandler
 from handlers.eventsource import EventSourceHandler
 from handlers.policies import BoundedEventQueue, Unavailable, parse_number
 
@@ -121,14 +121,13 @@ class GetHandler(ChatHandler, HoldingHandler):
         number = parse_number(number_text)
         self.check_cursor(number)
         if number == self.history.count:
-            with self.clients.holding("chat.waiting"):
-                while number == self.history.count:
-                    woke = await self.hold(self.history.changed(), timeout=self.settings["poll_timeout"])
-                    if woke is GONE:
-                        return
-                    if woke in (TIMEOUT, CLOSING):
-                        self.set_status(204)
-                        return
+            with self.clients.holding(self, "chat.waiting"):
+                woke = await self.hold(self.history, timeout=self.settings["poll_timeout"])
+            if woke is GONE:
+                return
+            if number == self.history.count:  # timed out, or the server is closing
+                self.set_status(204)
+                return
             self.check_cursor(number)  # a burst may have pushed it out already
         self.set_header("Content-Type", "text/plain; charset=UTF-8")
         self.write(self.history[number].encode("utf-8"))

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 from typing import Optional
 
-from handlers.base import CLOSING, GONE, TIMEOUT, HoldingHandler
+from handlers.base import GONE, HoldingHandler
 from handlers.policies import parse_event_id
 
 KEEP_ALIVE = b": keep-alive\n\n"
@@ -61,7 +61,7 @@ class EventSourceHandler(HoldingHandler):
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")
         retry = b"retry: %d\n\n" % self.settings["retry"]
-        with self.clients.holding(self.kind):
+        with self.clients.holding(self, self.kind):
             prefix, cursor = self.source.resume(self.last_event_id())
             if self.wants_long_polling():
                 await self.answer_one_batch(retry, prefix, cursor)
@@ -75,38 +75,36 @@ class EventSourceHandler(HoldingHandler):
         batch, cursor = self.source.owed(cursor)
         batch = prefix + batch
         if not batch:
-            woke = await self.hold(self.source.changed(), timeout=self.settings["poll_timeout"])
-            if woke is GONE:
+            if await self.hold(self.source, timeout=self.settings["poll_timeout"]) is GONE:
                 return
-            if woke not in (CLOSING, TIMEOUT):
-                batch, cursor = self.source.owed(cursor)
+            batch, cursor = self.source.owed(cursor)
         self.finish(head + (batch or KEEP_ALIVE))
     # end tutorial: one-batch
 
     # tutorial: stream-loop
     async def stream(self, head: bytes, cursor) -> None:
-        """Subscribe to the policy and hold the response open until the reader
-        goes away or the server shuts down. Writing happens in ``wake()``,
-        which the policy calls on every change, and in ``written()``."""
+        """Subscribe ``push`` to the policy and hold the response open until
+        the reader goes away or the server shuts down."""
         self.cursor = cursor
         self.writing = False
-        loop = asyncio.get_running_loop()
-        self.last_write = loop.time()
-        self.keepalive = loop.call_later(self.settings["keepalive"], self.keep_alive)
-        self.source.subscribe(self)
+        self.loop = asyncio.get_running_loop()
+        self.last_write = self.loop.time()
+        self.keepalive = self.loop.call_later(self.settings["keepalive"], self.keep_alive)
+        self.source.subscribe(self.push)
         try:
-            self.send(head)
-            await self.hold(timeout=None)
+            self.write(head)  # the headers go out through Tornado, with the first bytes
+            self.wait_for(self.flush())
+            await self.hold()
         finally:
-            self.source.unsubscribe(self)
+            self.source.unsubscribe(self.push)
             self.keepalive.cancel()
     # end tutorial: stream-loop
 
     # tutorial: one-write
-    def wake(self) -> None:
+    def push(self) -> None:
         """Send what is owed, unless a write is still in flight: then
         ``written()`` will, and a reader too far behind is dropped."""
-        if self.gone.done():
+        if self.done.done():
             return
         if self.writing:
             if self.source.backlog(self.cursor) > self.settings["max_backlog"]:
@@ -116,32 +114,47 @@ class EventSourceHandler(HoldingHandler):
         if batch:
             self.send(batch)
 
-    def drop(self) -> None:
-        """Close a reader that fell too far behind; it resumes by its id."""
-        self.request.connection.close()
-        self.on_connection_close()  # Tornado calls it only when the peer closes
-
     def send(self, data: bytes) -> None:
-        """One write in flight: ``writing`` stays set until ``written()``."""
-        self.writing = True
-        self.last_write = asyncio.get_running_loop().time()
-        self.write(data)
-        self.flush().add_done_callback(self.written)
+        """Write ``data`` as one chunk of the response, straight to the
+        socket: nearly always it takes all of it at once, and a write costs
+        one system call, not Tornado's futures and callbacks. What the socket
+        does not take goes through Tornado's stream as one write in flight."""
+        self.last_write = self.loop.time()
+        chunk = b"%x\r\n%b\r\n" % (len(data), data)
+        stream = self.request.connection.stream
+        try:
+            sent = stream.socket.send(chunk)
+        except BlockingIOError:
+            sent = 0
+        except OSError:  # reset by the peer: it is gone
+            self.drop()
+            return
+        if sent < len(chunk):
+            self.wait_for(stream.write(chunk[sent:]))
 
-    def written(self, sent: asyncio.Future) -> None:
+    def wait_for(self, write: asyncio.Future) -> None:
+        self.writing = True
+        write.add_done_callback(self.written)
+
+    def written(self, write: asyncio.Future) -> None:
         self.writing = False
-        # A failed write closed the connection; on_connection_close ends stream().
-        if sent.exception() is None:
-            self.wake()  # whatever was published while the write was out
+        # A failed write closed the connection, which ends the hold.
+        if write.exception() is None:
+            self.push()  # whatever was published while the write was out
     # end tutorial: one-write
+
+    def drop(self) -> None:
+        """Close a reader that fell too far behind (it resumes by its id), or
+        whose socket failed."""
+        self.request.connection.close()
+        self.end(GONE)  # Tornado calls on_connection_close only when the peer closes
 
     def keep_alive(self) -> None:
         """A comment after ``--keepalive`` seconds without a write, so that
         proxies and the browser see a live connection; then arm again."""
         interval = self.settings["keepalive"]
-        loop = asyncio.get_running_loop()
-        quiet_for = loop.time() - self.last_write
-        if quiet_for >= interval and not self.writing and not self.gone.done():
+        quiet_for = self.loop.time() - self.last_write
+        if quiet_for >= interval and not self.writing and not self.done.done():
             self.send(KEEP_ALIVE)
             quiet_for = 0.0
-        self.keepalive = loop.call_later(max(interval - quiet_for, 0.01), self.keep_alive)
+        self.keepalive = self.loop.call_later(max(interval - quiet_for, 0.01), self.keep_alive)

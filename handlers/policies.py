@@ -2,8 +2,8 @@
 
 A policy owns the events and answers one question for every reader: given the
 id you hold, what are you owed now? The event-source handler asks, writes the
-answer, and waits on ``changed()`` when nothing is owed. Neither class knows
-about HTTP, so both are tested without a server.
+answer, and is called back (``subscribe``) when the policy changes. Neither
+class knows about HTTP, so both are tested without a server.
 
 - ``BoundedEventQueue`` keeps the last N events (the chat). A reader is owed
   every event after its id, and a reader whose id no longer fits is told so
@@ -17,11 +17,10 @@ Frames are encoded once, when the event is published, not once per reader.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import sys
 from collections import deque
-from typing import Optional
+from typing import Callable, Optional
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
@@ -61,37 +60,26 @@ class Unavailable(Exception):
 
 # tutorial: changes
 class Changes:
-    """Tells everyone who waits for the next change, in two ways.
+    """Tells every subscriber, at once, that the policy changed.
 
-    - Streams ``subscribe()`` and have their ``wake()`` called at once, in
-      the publisher's own call: the frame goes from here to every socket with
-      no task switch per reader (CppCMS does the same with its callbacks).
-    - Polls, which end after one answer, await ``changed()``: one future
-      shared by every poll, rather than one per waiter. Waiters must never
-      cancel it; they wait on it with ``asyncio.wait``, which leaves it alone.
+    A subscriber is a callable: a stream's ``push`` or a held poll's
+    ``wake``. It runs in the publisher's own call, so the new frame goes
+    from here to every socket with no task switch per reader (CppCMS does
+    the same with its callbacks).
     """
 
     def __init__(self) -> None:
-        self._next: Optional[asyncio.Future] = None
-        self.readers: set = set()
+        self.readers: set[Callable[[], None]] = set()
 
-    def subscribe(self, reader) -> None:
+    def subscribe(self, reader: Callable[[], None]) -> None:
         self.readers.add(reader)
 
-    def unsubscribe(self, reader) -> None:
+    def unsubscribe(self, reader: Callable[[], None]) -> None:
         self.readers.discard(reader)
 
-    def changed(self) -> asyncio.Future:
-        if self._next is None:
-            self._next = asyncio.get_running_loop().create_future()
-        return self._next
-
     def notify(self) -> None:
-        waiting, self._next = self._next, None
-        if waiting is not None and not waiting.done():
-            waiting.set_result(None)
-        for reader in tuple(self.readers):
-            reader.wake()
+        for reader in tuple(self.readers):  # a reader may unsubscribe meanwhile
+            reader()
 # end tutorial: changes
 
 

@@ -273,45 +273,52 @@ def test_state_backlog_is_always_zero():
 # Changes ----------------------------------------------------------------------
 
 
-@pytest.mark.gen_test
-async def test_changed_resolves_on_notify():
-    changes = Changes()
-    future = changes.changed()
-    assert not future.done()
+def test_notify_calls_every_subscriber_once_per_change():
+    changes, calls = Changes(), []
+    changes.subscribe(lambda: calls.append("a"))
+    changes.subscribe(lambda: calls.append("b"))
     changes.notify()
-    assert future.done()
-
-
-@pytest.mark.gen_test
-async def test_changed_is_shared_until_notify_then_renewed():
-    changes = Changes()
-    first = changes.changed()
-    assert changes.changed() is first
+    assert sorted(calls) == ["a", "b"]
     changes.notify()
-    second = changes.changed()
-    assert second is not first and not second.done()
+    assert len(calls) == 4
+
+
+def test_an_unsubscribed_reader_is_not_called():
+    changes, calls = Changes(), []
+
+    def reader():
+        calls.append(1)
+
+    changes.subscribe(reader)
+    changes.unsubscribe(reader)
+    changes.unsubscribe(reader)  # twice is harmless
     changes.notify()
-    assert second.done()
+    assert calls == []
 
 
-@pytest.mark.gen_test
-async def test_notify_without_waiters_is_harmless():
-    changes = Changes()
+def test_a_reader_may_unsubscribe_itself_while_being_called():
+    changes, calls = Changes(), []
+
+    def once():
+        calls.append(1)
+        changes.unsubscribe(once)
+
+    changes.subscribe(once)
+    changes.subscribe(lambda: calls.append(2))
     changes.notify()
-    assert not changes.changed().done()
+    changes.notify()
+    assert sorted(calls) == [1, 2, 2]
 
 
-@pytest.mark.gen_test
-async def test_queue_append_wakes_waiters():
-    queue = BoundedEventQueue(3)
-    future = queue.changed()
+def test_queue_append_calls_subscribers_after_the_event_is_there():
+    queue, seen = BoundedEventQueue(3), []
+    queue.subscribe(lambda: seen.append(queue.owed(0)))
     queue.append("hi")
-    assert future.done()
+    assert seen == [(encode_event("hi", event_id=1), 1)]
 
 
-@pytest.mark.gen_test
-async def test_state_update_wakes_waiters():
-    prices = StateStream("100.00")
-    future = prices.changed()
+def test_state_update_calls_subscribers_with_the_new_state_in_place():
+    prices, seen = StateStream("100.00"), []
+    prices.subscribe(lambda: seen.append(prices.owed(1)))
     prices.update("100.01")
-    assert future.done()
+    assert seen == [(encode_event("100.01", event_id=2), 2)]
