@@ -25,7 +25,8 @@ system-deps:  ## chromium, chromium-driver, nginx and redis-server, from Debian,
 test: $(VENV)/.test-deps system-deps  ## every test, the browser ones included
 	$(PY) -m pytest $(ARGS)
 
-test-fast: $(VENV)/.test-deps system-deps  ## everything but the browser tests
+test-fast: $(VENV)/.test-deps  ## everything but the browser tests
+	NO_BROWSER=1 bash scripts/system-deps.sh
 	$(PY) -m pytest --ignore=tests/e2e $(ARGS)
 
 screenshots: $(VENV)/.test-deps system-deps  ## docs/*.png, from a real browser

@@ -7,8 +7,10 @@
 set -euo pipefail
 
 missing=()
-[ -x "${CHROMIUM:-/usr/bin/chromium}" ] || missing+=(chromium)
-[ -x "${CHROMEDRIVER:-/usr/bin/chromedriver}" ] || missing+=(chromium-driver)
+if [ -z "${NO_BROWSER:-}" ]; then  # make test-fast sets it
+    [ -x "${CHROMIUM:-/usr/bin/chromium}" ] || missing+=(chromium)
+    [ -x "${CHROMEDRIVER:-/usr/bin/chromedriver}" ] || missing+=(chromium-driver)
+fi
 [ -x /usr/sbin/nginx ] || missing+=(nginx)
 [ -x /usr/bin/redis-server ] || missing+=(redis-server)
 [ ${#missing[@]} -eq 0 ] && exit 0
