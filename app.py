@@ -8,7 +8,6 @@ down cleanly on SIGINT or SIGTERM. Run ``python app.py --help`` for the flags.
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import resource
 import signal
@@ -125,10 +124,6 @@ def raise_open_file_limit() -> int:
 async def main() -> None:
     parse_command_line()
     raise_open_file_limit()
-    # Each held client is a handful of long-lived objects; with the default
-    # threshold (700) the collector would rescan ten thousand of them many
-    # times a second. Collect young objects less often.
-    gc.set_threshold(50_000, 20, 10)
     app = make_app()
     # idle_connection_timeout: idle keep-alive connections only; a held request is not idle.
     server = HTTPServer(app, max_body_size=options.max_body, idle_connection_timeout=60)

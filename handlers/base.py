@@ -135,6 +135,11 @@ class HoldingHandler(BaseHandler):
         """Wait until the policy ``source`` changes, ``timeout`` seconds
         pass, the client goes away or the server shuts down; return which:
         ``WOKEN``, ``TIMEOUT``, ``GONE`` or ``CLOSING``."""
+        stream = self.request.connection.stream
+        if stream is None or stream.closed():
+            # Closed before Tornado was listening for it (a client that sends
+            # its request and resets at once): no callback will come.
+            self.end(GONE)
         timer = None
         if timeout is not None:
             timer = asyncio.get_running_loop().call_later(timeout, self.end, TIMEOUT)

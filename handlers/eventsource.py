@@ -122,6 +122,11 @@ class EventSourceHandler(HoldingHandler):
         self.last_write = self.loop.time()
         chunk = b"%x\r\n%b\r\n" % (len(data), data)
         stream = self.request.connection.stream
+        if stream is None or stream.closed():
+            # Tornado tells on_connection_close on its next loop turn; the
+            # socket is already gone.
+            self.end(GONE)
+            return
         try:
             sent = stream.socket.send(chunk)
         except BlockingIOError:

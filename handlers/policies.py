@@ -17,11 +17,13 @@ Frames are encoded once, when the event is published, not once per reader.
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 from collections import deque
 from typing import Callable, Optional
 
+log = logging.getLogger(__name__)
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
@@ -79,7 +81,10 @@ class Changes:
 
     def notify(self) -> None:
         for reader in tuple(self.readers):  # a reader may unsubscribe meanwhile
-            reader()
+            try:
+                reader()
+            except Exception:  # one broken reader must not starve the others
+                log.exception("a reader failed to take an event")
 # end tutorial: changes
 
 

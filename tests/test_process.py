@@ -507,6 +507,29 @@ def test_half_closed_clients_are_forgotten_within_a_second(quiet):
     assert elapsed <= 1.0
 
 
+def test_clients_that_close_right_behind_their_request_are_forgotten():
+    """A FIN right behind the request closes the connection before Tornado
+    listens for a close, and no on_connection_close comes. The hold must
+    notice by itself, or the stream is counted (and written to) forever.
+    Found by bench/soak.py; fails without the check in hold()."""
+    with ServerProcess("--tick-interval=0.05", "--poll-timeout=60", "--keepalive=60") as server:
+        for round_ in range(10):
+            clients = []
+            for _ in range(30):
+                for path, headers in (("/ticker", []), ("/chat/events", []), ("/ticker", [FALLBACK]), ("/chat/get/0", [])):
+                    clients.append(Client(server.port, path, headers))
+            for number, client in enumerate(clients):
+                if number % 2:
+                    client.abort()
+                else:
+                    client.sock.shutdown(socket.SHUT_WR)  # the FIN right behind the request
+            for client in clients:
+                client.close()
+        _, elapsed = wait_for_counts(server, (0, 0, 0), timeout=1.5)
+        log = server.log()
+    assert "Traceback" not in log and "Exception in callback" not in log, log[-2000:]
+
+
 # --- bad input: never a 500, never a traceback ---------------------------------------
 
 
