@@ -11,6 +11,7 @@ import asyncio
 import os
 import resource
 import signal
+import socket
 
 import tornado.netutil
 import tornado.web
@@ -109,6 +110,24 @@ def make_app(**overrides) -> tornado.web.Application:
     return app
 
 
+class CometHTTPServer(HTTPServer):
+    """Two socket options for connections that are held open for long."""
+
+    def handle_stream(self, stream, address) -> None:
+        sock = stream.socket
+        # Unsent bytes the kernel keeps per socket: past this a send() takes
+        # less, so a stuck reader stops being fed at once (one write in
+        # flight) instead of parking megabytes of stale frames in the kernel.
+        if hasattr(socket, "TCP_NOTSENT_LOWAT"):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, 16 * 1024)
+        # A peer that vanished without a FIN is found when a write (a
+        # keep-alive) goes unacknowledged for 30 s, not after ~15 minutes of
+        # retransmissions.
+        if hasattr(socket, "TCP_USER_TIMEOUT"):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 30_000)
+        super().handle_stream(stream, address)
+
+
 def raise_open_file_limit() -> int:
     """Each client is a socket: lift the soft limit to the hard one."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -126,8 +145,9 @@ async def main() -> None:
     raise_open_file_limit()
     app = make_app()
     # idle_connection_timeout: idle keep-alive connections only; a held request is not idle.
-    server = HTTPServer(app, max_body_size=options.max_body, idle_connection_timeout=60)
-    sockets = tornado.netutil.bind_sockets(options.port, options.address)
+    server = CometHTTPServer(app, max_body_size=options.max_body, idle_connection_timeout=60)
+    # A burst of thousands of reconnecting clients overflows Tornado's default 128.
+    sockets = tornado.netutil.bind_sockets(options.port, options.address, backlog=1024)
     server.add_sockets(sockets)
     port = sockets[0].getsockname()[1]
     # tutorial: price-timer

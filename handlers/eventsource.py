@@ -110,8 +110,11 @@ class EventSourceHandler(HoldingHandler):
             if self.source.backlog(self.cursor) > self.settings["max_backlog"]:
                 self.drop()
             return
-        batch, self.cursor = self.source.owed(self.cursor, limit=STREAM_CHUNK)
-        if batch:
+        # A chunk at a time, for as long as the socket takes each one whole.
+        while not self.writing and not self.done.done():
+            batch, self.cursor = self.source.owed(self.cursor, limit=STREAM_CHUNK)
+            if not batch:
+                return
             self.send(batch)
 
     def send(self, data: bytes) -> None:
