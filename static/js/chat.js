@@ -151,19 +151,13 @@ function connect() {
   closeTransport = transport === 'eventsource' ? openEventStream() : openLongPoll();
 }
 
-// Hidden for good, or put in the back/forward cache: close now, so the
-// server forgets this tab at once. A restored page reconnects.
 function disconnect() {
   closeTransport?.();
   closeTransport = null;
   setStatus('closed');
 }
 
-window.addEventListener('pagehide', disconnect);
-window.addEventListener('pageshow', (event) => {
-  if (event.persisted) connect();
-});
-connect();
+openWhileShown(connect, disconnect);
 
 // --- Posting -----------------------------------------------------------
 

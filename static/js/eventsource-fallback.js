@@ -7,6 +7,7 @@
 //   LongPollEventSource(url)        the EventSource interface over that loop
 //   chooseTransport()               'eventsource' or 'longpoll' for this page
 //   openEventSource(url, {transport})
+//   openWhileShown(connect, disconnect)  closed on pagehide, reopened from the cache
 'use strict';
 
 /**
@@ -239,4 +240,15 @@ function openEventSource(url, { transport = chooseTransport() } = {}) {
     return new window.EventSource(url);
   }
   return new LongPollEventSource(url);
+}
+
+// Open now; close when the page is hidden for good or put in the
+// back/forward cache, so the server forgets this tab at once; open again if
+// the cache restores it. Both pages connect through this.
+function openWhileShown(connect, disconnect) {
+  window.addEventListener('pagehide', disconnect);
+  window.addEventListener('pageshow', (event) => {
+    if (event.persisted) connect();
+  });
+  connect();
 }

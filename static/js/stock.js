@@ -73,16 +73,10 @@ function connect() {
 }
 // end tutorial: stock-connect
 
-// Hidden for good, or put in the back/forward cache: close now, so the
-// server forgets this tab at once. A restored page reconnects.
 function disconnect() {
   source?.close();
   source = null;
   setStatus('closed');
 }
 
-window.addEventListener('pagehide', disconnect);
-window.addEventListener('pageshow', (event) => {
-  if (event.persisted) connect();
-});
-connect();
+openWhileShown(connect, disconnect);
