@@ -231,21 +231,23 @@ async def test_get_held_past_poll_timeout_is_204(http_client, url, app):
     assert app.clients.counts["chat.waiting"] == 0
 
 
+@pytest.mark.parametrize("endpoint", ["get", "since"])
 @pytest.mark.gen_test
-async def test_get_past_count_is_404_with_resync_headers(http_client, url, app):
+async def test_past_count_is_404_with_resync_headers(http_client, url, app, endpoint):
     app.history.append("only")
-    response = await fetch(http_client, url("/chat/get/2"))
+    response = await fetch(http_client, url(f"/chat/{endpoint}/2"))
     assert response.code == 404
     assert resync_headers(response) == ("0", "1")
     assert response.headers["Cache-Control"] == "no-cache"
 
 
+@pytest.mark.parametrize("endpoint", ["get", "since"])
 @pytest.mark.settings(history=3)
 @pytest.mark.gen_test
-async def test_get_aged_out_is_410_with_resync_headers(http_client, url, app):
+async def test_aged_out_is_410_with_resync_headers(http_client, url, app, endpoint):
     for number in range(5):
         app.history.append(f"m{number}")
-    response = await fetch(http_client, url("/chat/get/1"))
+    response = await fetch(http_client, url(f"/chat/{endpoint}/1"))
     assert response.code == 410
     assert resync_headers(response) == ("2", "5")
     assert response.headers["Cache-Control"] == "no-cache"
@@ -332,26 +334,6 @@ async def test_since_first_returns_the_bounded_history(http_client, url, app):
         app.history.append(f"m{number}")
     response = await fetch(http_client, url("/chat/since/2"))
     assert json.loads(response.body) == {"first": 2, "next": 5, "messages": ["m2", "m3", "m4"]}
-
-
-@pytest.mark.gen_test
-async def test_since_past_count_is_404_with_resync_headers(http_client, url, app):
-    app.history.append("a")
-    response = await fetch(http_client, url("/chat/since/2"))
-    assert response.code == 404
-    assert resync_headers(response) == ("0", "1")
-    assert response.headers["Cache-Control"] == "no-cache"
-
-
-@pytest.mark.settings(history=3)
-@pytest.mark.gen_test
-async def test_since_aged_out_is_410_with_resync_headers(http_client, url, app):
-    for number in range(5):
-        app.history.append(f"m{number}")
-    response = await fetch(http_client, url("/chat/since/0"))
-    assert response.code == 410
-    assert resync_headers(response) == ("2", "5")
-    assert response.headers["Cache-Control"] == "no-cache"
 
 
 @pytest.mark.parametrize("digits", [30, 5000])
