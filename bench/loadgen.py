@@ -13,6 +13,12 @@ Two scenarios, one server process each (``run.py`` starts and pins it):
             and the time from the POST to each answer; ``--rounds`` times,
             all N held again (``/status`` says so) before each POST.
 
+The ticker can spread its readers over several servers (``--url`` and
+``--pid`` repeated, readers assigned round-robin): ``run.py``'s ``redis``
+scenario runs two ``app.py --redis`` processes that serve the same event ids,
+so each event's arrivals are merged across both, and CPU and RSS are summed
+over the processes.
+
 Raw ``asyncio.Protocol`` clients, on uvloop when it is installed, so that the
 reader side costs as little as it can: at N = 10000 it still has to take
 10000 reads per event, which is why it gets a CPU of its own and reports its
@@ -58,6 +64,14 @@ def rss_bytes(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def total_cpu_seconds(pids: list[int]) -> float:
+    return sum(cpu_seconds(pid) for pid in pids)
+
+
+def total_rss_bytes(pids: list[int]) -> int:
+    return sum(rss_bytes(pid) for pid in pids)
 
 
 def own_cpu_seconds() -> float:
@@ -294,17 +308,22 @@ async def open_many(count: int, concurrency: int, deadline: float, open_one) -> 
     return results, errors
 
 
-async def ticker(args, host: str, port: int) -> dict:
+async def ticker(args, targets: list[tuple[str, int]]) -> dict:
+    """N readers, reader i on ``targets[i % len(targets)]``; arrivals are
+    merged per event id, whichever server sent it."""
     loop = asyncio.get_running_loop()
     run = TickerRun()
-    profiler = Profiler(args.pid, args.profile)
-    result: dict = {"scenario": "ticker", "n": args.n}
-    request_bytes = (f"GET /ticker HTTP/1.1\r\nHost: {host}:{port}\r\n"
-                     "Accept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n").encode()
+    profiler = Profiler(args.pid[0], args.profile)
+    result: dict = {"scenario": "ticker", "n": args.n, "servers": len(targets)}
+    requests = [(f"GET /ticker HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                 "Accept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n").encode()
+                for host, port in targets]
     transports = []
 
     async def open_one(index: int):
         connected = loop.create_future()
+        host, port = targets[index % len(targets)]
+        request_bytes = requests[index % len(targets)]
         transport, _ = await loop.create_connection(
             lambda: EventStream(run, request_bytes, connected), host, port)
         transports.append(transport)
@@ -313,7 +332,7 @@ async def ticker(args, host: str, port: int) -> dict:
         return transport
 
     try:
-        rss_idle = rss_bytes(args.pid)
+        rss_idle = total_rss_bytes(args.pid)
         started = time.monotonic()
         opened, errors = await open_many(args.n, args.concurrency, started + args.connect_timeout, open_one)
         all_connected = time.monotonic()
@@ -330,12 +349,14 @@ async def ticker(args, host: str, port: int) -> dict:
         per_event_timeout = args.tick_interval * 3 + args.n / 1000
         await profiler.start()
         await run.wait_past(newest + 1, per_event_timeout + args.tick_interval)
-        cpu_start, own_start, window_start = cpu_seconds(args.pid), own_cpu_seconds(), time.monotonic()
+        other_start = total_cpu_seconds(args.other_pid)
+        cpu_start, own_start, window_start = total_cpu_seconds(args.pid), own_cpu_seconds(), time.monotonic()
         for event_id in range(first, last + 1):
             await run.wait_past(event_id, per_event_timeout)
-        cpu_end, own_end, window_end = cpu_seconds(args.pid), own_cpu_seconds(), time.monotonic()
+        cpu_end, own_end, window_end = total_cpu_seconds(args.pid), own_cpu_seconds(), time.monotonic()
+        other_end = total_cpu_seconds(args.other_pid)
         await profiler.stop()
-        rss_loaded = rss_bytes(args.pid)
+        rss_loaded = total_rss_bytes(args.pid)
 
         spreads, lags = [], []
         for event_id in range(first, last + 1):
@@ -349,6 +370,7 @@ async def ticker(args, host: str, port: int) -> dict:
             window_seconds=window_end - window_start,
             server_cpu_ms_per_event=(cpu_end - cpu_start) * 1000 / args.events,
             client_cpu_ms_per_event=(own_end - own_start) * 1000 / args.events,
+            other_cpu_ms_per_event=(other_end - other_start) * 1000 / args.events if args.other_pid else None,
             spread_ms=[s * 1000 for s in spreads],
             spread_median_ms=statistics.median(spreads) * 1000,
             spread_p99_ms=percentile(spreads, 0.99) * 1000,
@@ -435,14 +457,16 @@ async def wait_for_waiting(host: str, port: int, count: int, deadline: float, in
         await asyncio.sleep(interval)
 
 
-async def chat(args, host: str, port: int) -> dict:
+async def chat(args, targets: list[tuple[str, int]]) -> dict:
+    [(host, port)] = targets  # one server only
+    [pid] = args.pid
     loop = asyncio.get_running_loop()
     result: dict = {"scenario": "chat", "n": args.n}
     host_header = f"{host}:{port}".encode()
     polls: list[LongPoll] = []
     # Only the first post is profiled (the window is short: sample faster),
     # so the profile shows answering N polls, not taking N new ones.
-    profiler = Profiler(args.pid, args.profile, rate=1000)
+    profiler = Profiler(pid, args.profile, rate=1000)
 
     async def open_one(index: int):
         transport, poll = await loop.create_connection(lambda: LongPoll(host_header), host, port)
@@ -450,7 +474,7 @@ async def chat(args, host: str, port: int) -> dict:
         return poll
 
     try:
-        rss_idle = rss_bytes(args.pid)
+        rss_idle = rss_bytes(pid)
         number = (await status(host, port))["chat"]["messages"]
         started = time.monotonic()
         deadline = started + args.connect_timeout
@@ -473,12 +497,12 @@ async def chat(args, host: str, port: int) -> dict:
             result["error"] = f"only {len(polls)} of {args.n} connected"
             return result
         result["hold_seconds"] = time.monotonic() - started
-        result["rss_loaded"] = rss_bytes(args.pid)
+        result["rss_loaded"] = rss_bytes(pid)
 
         rounds = []
         await profiler.start()
         for round_number in range(args.rounds):
-            cpu_start, own_start = cpu_seconds(args.pid), own_cpu_seconds()
+            cpu_start, own_start = cpu_seconds(pid), own_cpu_seconds()
             body = b"message=round+%d" % round_number
             post_started = time.monotonic()
             # Arrival times are taken as each answer comes in, whatever is
@@ -487,7 +511,7 @@ async def chat(args, host: str, port: int) -> dict:
             if code != 200:
                 raise ConnectionError(f"POST /chat/post answered {code}: {payload[:200]!r}")
             done = await asyncio.wait_for(asyncio.gather(*answers), args.connect_timeout)
-            cpu_end, own_end = cpu_seconds(args.pid), own_cpu_seconds()
+            cpu_end, own_end = cpu_seconds(pid), own_cpu_seconds()
             # request() starts its clock after connecting; the POST's own
             # connect is part of what a poster waits for, so measure from before.
             delivered = [when - post_started for status_code, when in done]
@@ -526,21 +550,27 @@ async def chat(args, host: str, port: int) -> dict:
 
 
 async def main(args) -> dict:
-    url = urlsplit(args.url)
-    host, port = url.hostname, url.port
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        raise SystemExit("the load generator only targets this machine (127.0.0.1)")
-    await wait_until_ready(host, port, time.monotonic() + 20)
+    targets = []
+    for url in map(urlsplit, args.url):
+        if url.hostname not in ("127.0.0.1", "localhost", "::1"):
+            raise SystemExit("the load generator only targets this machine (127.0.0.1)")
+        targets.append((url.hostname, url.port))
+    for host, port in targets:
+        await wait_until_ready(host, port, time.monotonic() + 20)
     scenario = ticker if args.scenario == "ticker" else chat
-    result = await scenario(args, host, port)
+    result = await scenario(args, targets)
     result["loop"] = type(asyncio.get_running_loop()).__module__.split(".")[0]
     return result
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="N EventSource readers or N long polls against one server.")
-    parser.add_argument("--url", required=True, help="http://127.0.0.1:PORT/")
-    parser.add_argument("--pid", type=int, required=True, help="the server process, for CPU and RSS")
+    parser.add_argument("--url", action="append", required=True,
+                        help="http://127.0.0.1:PORT/; repeat it (ticker only) to spread the readers round-robin")
+    parser.add_argument("--pid", type=int, action="append", required=True,
+                        help="the server process, for CPU and RSS; repeat it to sum over several")
+    parser.add_argument("--other-pid", type=int, action="append", default=[],
+                        help="a process whose CPU over the window is reported apart (redis-server)")
     parser.add_argument("--scenario", choices=("ticker", "chat"), default="ticker")
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--events", type=int, default=10, help="ticker events measured")
@@ -555,6 +585,8 @@ def parse_args(argv=None):
 
 if __name__ == "__main__":
     args = parse_args()
+    if args.scenario == "chat" and (len(args.url) > 1 or len(args.pid) > 1):
+        raise SystemExit("the chat scenario targets one server")
     hard = raise_open_file_limit()
     if args.n + 100 > hard:
         raise SystemExit(f"N = {args.n} needs more open files than the hard limit ({hard})")

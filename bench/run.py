@@ -10,6 +10,13 @@ are made from them.
     python bench/run.py                       # the full run: N = 1000 5000 10000
     python bench/run.py --n 1000 --events 5   # a quick one
     python bench/run.py --report-only docs/bench.json   # redraw from figures
+    python bench/run.py --scenarios redis --n 2000 5000  # only two processes on Redis against one
+
+The ``redis`` scenario (run after the others) measures our ticker's fan-out
+with ``--redis``: one process without it, one with it, and two sharing one
+ticker through a redis-server of its own; it writes ``docs/bench-redis.md``
+and ``docs/bench-redis.json`` and leaves ``bench.md/png/json`` alone when it
+runs by itself.
 
 Every server ticks at ``--tick-interval`` (one event to all N per tick) and
 sends keep-alives every 15 s, so none is sent inside a measured window.
@@ -25,8 +32,10 @@ import re
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime, timezone
 from importlib import metadata
@@ -47,6 +56,19 @@ SERVERS = {
 }
 OURS, FLOOR = "tornado", "floor"
 PEERS = ("sse-starlette", "aiohttp-sse")
+SCENARIOS = ("ticker", "chat", "redis")
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+# The redis scenario: (label, processes, --redis, where each process runs,
+# where the load generator runs). "server"/"client" stand for --server-cpu
+# and --client-cpu; None is unpinned. The readers are split round-robin.
+REDIS_SETUPS = [
+    ("one process", 1, False, ["server"], "client"),
+    ("one process, --redis", 1, True, ["server"], "client"),
+    ("two processes, --redis, both on one CPU", 2, True, ["server", "server"], "client"),
+    ("two processes, --redis, one per CPU", 2, True, ["server", "client"], None),
+]
+
 PACKAGES = ("tornado", "sse-starlette", "starlette", "uvicorn", "aiohttp", "aiohttp-sse", "uvloop")
 
 
@@ -65,11 +87,18 @@ class Runner:
     def pinned(self, cpu: int, command: list[str]) -> list[str]:
         return [self.taskset, "-c", str(cpu), *command] if self.taskset else command
 
-    def start_server(self, name: str, log_path: Path) -> tuple[subprocess.Popen, str]:
-        command = [arg.format(tick=self.args.tick_interval) for arg in SERVERS[name]]
+    def cpu(self, where):
+        """A REDIS_SETUPS placement as a CPU number (None: unpinned)."""
+        return {"server": self.args.server_cpu, "client": self.args.client_cpu}.get(where)
+
+    def maybe_pinned(self, cpu, command: list[str]) -> list[str]:
+        return command if cpu is None else self.pinned(cpu, command)
+
+    def start_server(self, name: str, log_path: Path, cpu=None, extra: tuple = ()) -> tuple[subprocess.Popen, str]:
+        command = [arg.format(tick=self.args.tick_interval) for arg in SERVERS[name]] + list(extra)
         log = open(log_path, "w")
         process = subprocess.Popen(
-            self.pinned(self.args.server_cpu, [sys.executable, *command]),
+            self.maybe_pinned(self.args.server_cpu if cpu is None else cpu, [sys.executable, *command]),
             cwd=self.args.app if name == OURS else ROOT,
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=dict(os.environ, PYTHONUNBUFFERED="1"),
@@ -103,6 +132,79 @@ class Runner:
                 self.stop(process)
             except (OSError, subprocess.TimeoutExpired):
                 process.kill()
+
+    def start_redis(self, directory: str) -> tuple[subprocess.Popen, int]:
+        """A redis-server of its own on a free port, nothing on disk, pinned
+        with the servers; answers PING before this returns."""
+        for attempt in range(5):
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
+            log = open(Path(directory) / "redis.log", "a")
+            process = subprocess.Popen(
+                self.pinned(self.args.server_cpu, [
+                    REDIS_SERVER, "--bind", "127.0.0.1", "--port", str(port), "--dir", directory,
+                    "--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes"]),
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            log.close()
+            self.started.append(process)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and process.poll() is None:
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=1) as client:
+                        client.sendall(b"PING\r\n")
+                        if client.recv(64).startswith(b"+PONG"):
+                            return process, port
+                except OSError:
+                    pass
+                time.sleep(0.1)
+            self.stop(process)  # the port was taken meanwhile, or it hung: another port
+        raise RuntimeError(f"redis-server did not start; see {directory}/redis.log")
+
+    def measure_redis(self, setup: tuple, n: int) -> dict:
+        """Our ticker at N readers, in one REDIS_SETUPS arrangement."""
+        label, count, shared, placement, client = setup
+        args = self.args
+        processes, urls = [], []
+        redis_process = None
+        with tempfile.TemporaryDirectory(prefix="bench-redis-") as directory:
+            try:
+                extra = ()
+                if shared:
+                    redis_process, port = self.start_redis(directory)
+                    extra = (f"--redis=redis://127.0.0.1:{port}/0",)
+                for index, where in enumerate(placement):
+                    log_path = self.logs / f"redis-{REDIS_SETUPS.index(setup)}-{n}-{index}.log"
+                    process, url = self.start_server(OURS, log_path, cpu=self.cpu(where), extra=extra)
+                    processes.append(process)
+                    urls.append(url)
+                command = [sys.executable, str(BENCH / "loadgen.py"), "--scenario", "ticker", "--n", str(n),
+                           "--events", str(args.events), "--tick-interval", str(args.tick_interval),
+                           "--concurrency", str(args.concurrency), "--connect-timeout", str(args.connect_timeout)]
+                for process, url in zip(processes, urls):
+                    command += ["--url", url, "--pid", str(process.pid)]
+                if redis_process is not None:
+                    command += ["--other-pid", str(redis_process.pid)]
+                budget = 60 + args.connect_timeout * 2 + args.events * args.tick_interval * 4
+                try:
+                    done = subprocess.run(self.maybe_pinned(self.cpu(client), command), cwd=ROOT,
+                                          capture_output=True, text=True, timeout=budget, stdin=subprocess.DEVNULL)
+                except subprocess.TimeoutExpired:
+                    return {"scenario": "redis", "n": n, "error": f"the load generator ran past {budget:.0f} s"}
+                lines = done.stdout.strip().splitlines()
+                if done.returncode != 0 or not lines:
+                    return {"scenario": "redis", "n": n,
+                            "error": f"the load generator exited {done.returncode}: {done.stderr.strip()[-500:]}"}
+                result = json.loads(lines[-1])
+                for process in processes + ([redis_process] if redis_process else []):
+                    if process.poll() is not None:
+                        result["error"] = f"a server or redis-server exited ({process.returncode}) during the run"
+                return result
+            finally:
+                for process in processes:
+                    self.stop(process)  # first, so that each releases its lease
+                if redis_process is not None:
+                    self.stop(redis_process)
 
     def measure(self, name: str, scenario: str, n: int) -> dict:
         """One server process, one scenario, one N: the load generator's figures."""
@@ -188,13 +290,14 @@ def run(args) -> dict:
                                                    "server_cpu", "client_cpu", "servers", "scenarios")}
                     | {"pinned": not args.no_pin, "commands": SERVERS},
         "results": [],
+        "redis_results": [],
     }
     runner = Runner(args)
     began = time.monotonic()
     try:
         for n in args.n:
             for name in args.servers:
-                for scenario in args.scenarios:
+                for scenario in [s for s in args.scenarios if s != "redis"]:
                     step = time.monotonic()
                     try:
                         result = runner.measure(name, scenario, n)
@@ -206,6 +309,20 @@ def run(args) -> dict:
                     report["results"].append(result)
                     print(f"{name:>14} {scenario:<6} N={n:<6} {summary(result)}  ({time.monotonic() - step:.0f} s)",
                           flush=True)
+        if "redis" in args.scenarios:
+            report["redis_versions"] = redis_versions()
+            for n in args.n:
+                for setup in REDIS_SETUPS:
+                    step = time.monotonic()
+                    try:
+                        result = runner.measure_redis(setup, n)
+                    except (RuntimeError, OSError) as error:
+                        result = {"scenario": "redis", "n": n, "error": str(error)}
+                    result.update(scenario="redis", setup=setup[0], processes=setup[1], shared=setup[2],
+                                  server_cpus=[runner.cpu(w) for w in setup[3]], client_cpu=runner.cpu(setup[4]))
+                    report["redis_results"].append(result)
+                    print(f"{setup[0]:>40} N={n:<6} {summary(result)}  ({time.monotonic() - step:.0f} s)",
+                          flush=True)
     finally:
         runner.stop_all()
     report["seconds"] = round(time.monotonic() - began)
@@ -216,7 +333,7 @@ def run(args) -> dict:
 def summary(result: dict) -> str:
     if "error" in result:
         return "ERROR: " + result["error"]
-    if result["scenario"] == "ticker":
+    if result["scenario"] in ("ticker", "redis"):
         return (f"connect {result['connect_seconds']:.2f} s, spread {result['spread_median_ms']:.1f}/"
                 f"{result['spread_p99_ms']:.1f} ms, cpu {result['server_cpu_ms_per_event']:.0f} ms/event, "
                 f"rss {result['rss_per_connection'] / 1024:.1f} KB/conn")
@@ -369,6 +486,107 @@ def goal_lines(found: dict, n: int) -> list[str]:
     return lines + [""]
 
 
+def redis_versions() -> dict:
+    versions = {}
+    try:
+        done = subprocess.run([REDIS_SERVER, "--version"], capture_output=True, text=True, timeout=10)
+        versions["redis-server"] = done.stdout.split(" v=")[1].split()[0] if " v=" in done.stdout else done.stdout
+    except (OSError, subprocess.TimeoutExpired, IndexError):
+        versions["redis-server"] = None
+    try:
+        versions["redis-py"] = metadata.version("redis")
+    except metadata.PackageNotFoundError:
+        versions["redis-py"] = None
+    return versions
+
+
+REDIS_COLUMNS = [
+    ("connect all N (s)", lambda r: r["connect_seconds"], 2),
+    ("spread median (ms)", lambda r: r["spread_median_ms"], 1),
+    ("spread p99 (ms)", lambda r: r["spread_p99_ms"], 1),
+    ("server CPU per event, all processes (ms)", lambda r: r["server_cpu_ms_per_event"], 1),
+    ("redis-server CPU per event (ms)", lambda r: r["other_cpu_ms_per_event"], 1),
+    ("RSS per connection (KB)", lambda r: r["rss_per_connection"] / 1024, 1),
+    ("load generator CPU per event (ms)", lambda r: r["client_cpu_ms_per_event"], 1),
+]
+
+
+def redis_markdown(report: dict) -> str:
+    """docs/bench-redis.md: our ticker on one process, and on two sharing it through Redis."""
+    settings, host, ours = report["settings"], report["machine"], report.get("ours", {})
+    versions = report.get("redis_versions", {})
+    found = {(r["n"], r["setup"]): r for r in report["redis_results"] if "error" not in r}
+    labels = [s[0] for s in REDIS_SETUPS]
+    pin = lambda cpu: "unpinned" if cpu is None else f"CPU {cpu}"
+    out = [
+        "# Benchmark: one process against two sharing the ticker through Redis",
+        "",
+        "Made by `make bench` (`bench/run.py`, scenario `redis`); how it measures: "
+        "[bench/README.md](../bench/README.md). Figures: [bench-redis.json](bench-redis.json).",
+        "",
+        f"- Run: {report['started']}, {report.get('seconds', '?')} s; "
+        f"{host['cpus']} CPUs ({host['cpu_model'] or 'unknown model'}), Python {host['python']}, "
+        f"Linux {host['kernel']}; redis-server {versions.get('redis-server')}, redis-py {versions.get('redis-py')}, "
+        f"tornado {host['packages'].get('tornado')}.",
+        f"- Load average at start {', '.join(f'{x:.2f}' for x in host['load_average_at_start'])}; "
+        f"at end {', '.join(f'{x:.2f}' for x in host.get('load_average_at_end', []))}.",
+        f"- Ours at commit {ours.get('commit', 'unknown')}"
+        + (f", with uncommitted changes to {', '.join(ours['changed_files'])}" if ours.get("changed_files") else "")
+        + f"; a tick every {settings['tick_interval']} s, {settings['events']} events measured per run"
+        + ("" if settings["pinned"] else "; NOT pinned (taskset missing or --no-pin)") + ".",
+        "",
+        "Every run starts fresh processes, and, with `--redis`, a redis-server of its own "
+        f"(`--save '' --appendonly no`, pinned to CPU {settings['server_cpu']} with the servers). "
+        "With two processes, reader i connects to process i mod 2, so each holds N/2; both serve the "
+        "same event ids (K lives in Redis), so an event's spread is its last arrival minus its first "
+        "across all N readers of both processes. Server CPU and RSS are summed over the processes; "
+        "redis-server's CPU is apart.",
+        "",
+        "Where each runs:",
+        "",
+    ]
+    for label, count, shared, placement, client in REDIS_SETUPS:
+        cpus = ", ".join(pin(settings["server_cpu"] if w == "server" else settings["client_cpu"]) for w in placement)
+        gen = pin({"server": settings["server_cpu"], "client": settings["client_cpu"]}.get(client))
+        out.append(f"- **{label}**: {'processes on' if count > 1 else 'server on'} {cpus}; load generator {'on ' if client else ''}{gen}.")
+    out += [
+        "",
+        "The third row puts both processes on the one CPU the first row had: it measures what sharing "
+        "through Redis and splitting the readers across processes costs, not what a second core buys. "
+        "The fourth gives each process a core of its own, but this machine has only two, so the load "
+        "generator has no core of its own and competes with both servers: its spread is an upper bound. "
+        "On a machine with a core per process (and one for the readers) the fourth row is the deployment.",
+        "",
+    ]
+    for n in sorted(settings["n"]):
+        out += [f"## N = {n:,}", "", "| setup | " + " | ".join(c[0] for c in REDIS_COLUMNS) + " |",
+                "| --- |" + " ---: |" * len(REDIS_COLUMNS)]
+        for label in labels:
+            result = found.get((n, label))
+            cells = []
+            for column in REDIS_COLUMNS:
+                try:
+                    value = None if result is None else column[1](result)
+                except (KeyError, TypeError):
+                    value = None
+                # No redis-server in a run without --redis: a dash, not a missing figure.
+                cells.append("–" if result is not None and value is None else number(value, column[2]))
+            out.append(f"| {label} | " + " | ".join(cells) + " |")
+        base = found.get((n, labels[0]))
+        if base:
+            out += ["", "Against one process without Redis: "
+                    + "; ".join(f"{label}: spread {ratio(found[(n, label)]['spread_median_ms'], base['spread_median_ms'])}, "
+                                f"CPU {ratio(found[(n, label)]['server_cpu_ms_per_event'], base['server_cpu_ms_per_event'])}"
+                                for label in labels[1:] if (n, label) in found) + "."]
+        out.append("")
+    errors = [r for r in report["redis_results"] if "error" in r]
+    if errors:
+        out += ["## Runs that failed", ""]
+        out += [f"- {r.get('setup', '?')} N={r['n']}: {r['error']}" for r in errors]
+        out.append("")
+    return "\n".join(out)
+
+
 # --- the plot --------------------------------------------------------------------
 
 def plot(report: dict, path: Path) -> None:
@@ -418,7 +636,9 @@ def parse_args(argv=None):
     parser.add_argument("--servers", nargs="+", choices=list(SERVERS), default=list(SERVERS))
     parser.add_argument("--app", type=Path, default=ROOT,
                         help="the checkout whose app.py is 'tornado' (to compare two versions of ours)")
-    parser.add_argument("--scenarios", nargs="+", choices=("ticker", "chat"), default=["ticker", "chat"])
+    parser.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS),
+                        help="redis: our ticker on one process and on two sharing it through Redis "
+                             "(docs/bench-redis.md)")
     parser.add_argument("--concurrency", type=int, default=100, help="connections being opened at once")
     parser.add_argument("--connect-timeout", type=float, default=90.0)
     parser.add_argument("--server-cpu", type=int, default=0)
@@ -441,16 +661,25 @@ def main(argv=None) -> None:
     # SIGTERM (a CI timeout, a kill) takes the same path as Ctrl-C: the
     # finally blocks stop every server this run started.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    args.out.mkdir(parents=True, exist_ok=True)
     if args.report_only:
         report = json.loads(args.report_only.read_text())
+        main_run = bool(report["results"])
     else:
         report = run(args)
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "bench.json").write_text(json.dumps(report, indent=1) + "\n")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench.md").write_text(markdown(report))
-    plot(report, args.out / "bench.png")
-    print(f"wrote {args.out / 'bench.md'} and {args.out / 'bench.png'}")
+        main_run = any(s != "redis" for s in args.scenarios)
+        if report["redis_results"]:
+            # Its own figures only, so that --report-only on it redraws bench-redis.md alone.
+            (args.out / "bench-redis.json").write_text(json.dumps(dict(report, results=[]), indent=1) + "\n")
+        if main_run:
+            (args.out / "bench.json").write_text(json.dumps(report, indent=1) + "\n")
+    if report.get("redis_results"):
+        (args.out / "bench-redis.md").write_text(redis_markdown(report))
+        print(f"wrote {args.out / 'bench-redis.md'}")
+    if main_run:
+        (args.out / "bench.md").write_text(markdown(report))
+        plot(report, args.out / "bench.png")
+        print(f"wrote {args.out / 'bench.md'} and {args.out / 'bench.png'}")
 
 
 if __name__ == "__main__":
