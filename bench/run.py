@@ -352,6 +352,20 @@ def number(value, digits: int = 1) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}"
 
 
+def tables(scenario: str, columns, ns, servers, found) -> list[str]:
+    """One Markdown table per N: a row per server, a column per figure."""
+    out = []
+    for n in ns:
+        out += [f"### N = {n:,}", "", "| server | " + " | ".join(c[0] for c in columns) + " |",
+                "| --- |" + " ---: |" * len(columns)]
+        for server in servers:
+            result = found.get((scenario, n, server))
+            cells = [number(None if result is None else c[1](result), c[2]) for c in columns]
+            out.append(f"| {server} | " + " | ".join(cells) + " |")
+        out.append("")
+    return out
+
+
 def ratio(ours, other) -> str:
     if ours is None or other is None or other == 0:
         return "n/a"
@@ -422,25 +436,11 @@ def markdown(report: dict) -> str:
         "window, per event. RSS: (RSS with N connected − RSS idle) / N.",
         "",
     ]
-    for n in ns:
-        out += [f"### N = {n:,}", "", "| server | " + " | ".join(c[0] for c in TICKER_COLUMNS) + " |",
-                "| --- |" + " ---: |" * len(TICKER_COLUMNS)]
-        for server in servers:
-            result = found.get(("ticker", n, server))
-            cells = [number(None if result is None else c[1](result), c[2]) for c in TICKER_COLUMNS]
-            out.append(f"| {server} | " + " | ".join(cells) + " |")
-        out.append("")
+    out += tables("ticker", TICKER_COLUMNS, ns, servers, found)
     out += ["## Chat: one POST answers N held long polls", "",
             "From just before the POST's connection is opened to each held poll's complete answer; "
             "median and worst of the posts. CPU: the server's, from the POST to the last answer.", ""]
-    for n in ns:
-        out += [f"### N = {n:,}", "", "| server | " + " | ".join(c[0] for c in CHAT_COLUMNS) + " |",
-                "| --- |" + " ---: |" * len(CHAT_COLUMNS)]
-        for server in servers:
-            result = found.get(("chat", n, server))
-            cells = [number(None if result is None else c[1](result), c[2]) for c in CHAT_COLUMNS]
-            out.append(f"| {server} | " + " | ".join(cells) + " |")
-        out.append("")
+    out += tables("chat", CHAT_COLUMNS, ns, servers, found)
     if OURS in servers:
         others = [s for s in servers if s != OURS]
         out += ["## Ratios: tornado ÷ each other server (below 1 is better)", "",

@@ -37,19 +37,18 @@ class ChatHandler(BaseHandler):
 
     # tutorial: check-cursor
     def check_cursor(self, number: int) -> None:
-        """404 past the end, 410 aged out; both say where the history is."""
+        """404 past the end, 410 aged out; ``write_error`` says where the
+        history is."""
         if self.history.first <= number <= self.history.count:
             return
-        self.set_header("X-First-Message", str(self.history.first))
-        self.set_header("X-Next-Message", str(self.history.count))
         if number > self.history.count:
             raise tornado.web.HTTPError(404, "message %d has not been posted yet", number)
         raise tornado.web.HTTPError(410, "message %d is no longer kept", number)
     # end tutorial: check-cursor
 
     def write_error(self, status_code: int, **kwargs) -> None:
-        # send_error() clears headers; the resync headers must survive it.
-        self.set_header("Cache-Control", "no-cache")
+        # Here, not where the error is raised: send_error() clears headers
+        # first (and set_default_headers puts Cache-Control back).
         if status_code in (404, 410):
             self.set_header("X-First-Message", str(self.history.first))
             self.set_header("X-Next-Message", str(self.history.count))
