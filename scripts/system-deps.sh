@@ -3,6 +3,7 @@
 #   chromium + chromium-driver  (the Selenium end-to-end tests)
 #   nginx                       (tests/test_nginx.py: docs/nginx.conf in front of the app)
 #   redis-server                (tests/test_redis.py: several app processes sharing one Redis)
+#   openssl                     (tests/e2e/test_tabs_http2.py: a throwaway certificate for nginx's HTTP/2)
 # Needs root and apt-get; otherwise says exactly what to install and fails.
 set -euo pipefail
 
@@ -13,6 +14,7 @@ if [ -z "${NO_BROWSER:-}" ]; then  # make test-fast sets it
 fi
 [ -x /usr/sbin/nginx ] || missing+=(nginx)
 [ -x /usr/bin/redis-server ] || missing+=(redis-server)
+[ -x /usr/bin/openssl ] || missing+=(openssl)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
