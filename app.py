@@ -1,7 +1,7 @@
 """Comet on Tornado: a long-polling chat and a Server-Sent Events ticker.
 
 ``make_app()`` builds the application and the shared state its handlers are
-given; ``main()`` reads the flags, starts the price timer, listens, and shuts
+given; ``main()`` reads the flags, starts the engine, listens, and shuts
 down cleanly on SIGINT or SIGTERM. Run ``python app.py --help`` for the flags.
 """
 
@@ -16,36 +16,33 @@ import socket
 import tornado.netutil
 import tornado.web
 from tornado.httpserver import HTTPServer
-from tornado.ioloop import PeriodicCallback
 from tornado.options import define, options, parse_command_line
 
-from handlers.base import Clients, log_request
+from comet.clients import Clients
+from comet.engine import open_engine
+from handlers.base import log_request
 from handlers.chat import EventsHandler, GetHandler, PostHandler, SinceHandler
 from handlers.pages import NotFoundHandler, PageHandler, StaticFiles, StatusHandler
-from handlers.policies import BoundedEventQueue, StateStream
-from handlers.ticker import RandomWalk, TickerHandler
+from handlers.ticker import TickerHandler
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-define("port", default=8888, help="port to listen on; 0 picks a free one")
-define("address", default="127.0.0.1", help="address to listen on")
-define("debug", default=False, help="reload on change, tracebacks in error pages")
-define("poll_timeout", default=25.0, help="seconds a long poll is held before 204 / an empty batch")
-define("history", default=1000, help="chat messages kept")
-define("max_message", default=2000, help="longest chat message, in characters")
-define("max_body", default=64 * 1024, help="largest request body, in bytes")
-define("retry", default=2000, help="reconnection delay sent to EventSource clients, in ms")
-define("keepalive", default=15.0, help="seconds between keep-alive comments on an idle stream")
-define("tick_interval", default=1.0, help="seconds between price moves")
-define("max_clients", default=10000, help="open streams plus held polls; past it, 503")
-define("max_backlog", default=256 * 1024, help="bytes a stuck chat stream may fall behind before it is dropped")
-define("gzip", default=False, help="compress pages (never event streams or polls)")
-define("redis", default="", help="redis://host:port/db: share the chat and the ticker with other processes")
-
-SETTINGS = (
-    "debug", "poll_timeout", "history", "max_message", "max_body", "retry",
-    "keepalive", "tick_interval", "max_clients", "max_backlog", "gzip", "redis",
-)
+# Where the server listens: main() reads these.
+define("port", default=8888, help="port to listen on; 0 picks a free one", group="server")
+define("address", default="127.0.0.1", help="address to listen on", group="server")
+# What make_app() is built from: options.group_dict("app"), tests override any of them.
+define("debug", default=False, help="reload on change, tracebacks in error pages", group="app")
+define("poll_timeout", default=25.0, help="seconds a long poll is held before 204 / an empty batch", group="app")
+define("history", default=1000, help="chat messages kept", group="app")
+define("max_message", default=2000, help="longest chat message, in characters", group="app")
+define("max_body", default=64 * 1024, help="largest request body, in bytes", group="app")
+define("retry", default=2000, help="reconnection delay sent to EventSource clients, in ms", group="app")
+define("keepalive", default=15.0, help="seconds between keep-alive comments on an idle stream", group="app")
+define("tick_interval", default=1.0, help="seconds between price moves", group="app")
+define("max_clients", default=10000, help="open streams plus held polls; past it, 503", group="app")
+define("max_backlog", default=256 * 1024, help="bytes a stuck chat stream may fall behind before it is dropped", group="app")
+define("gzip", default=False, help="compress pages (never event streams or polls)", group="app")
+define("redis", default="", help="redis://host:port/db: share the chat and the ticker with other processes", group="app")
 
 
 # tutorial: page-gzip
@@ -60,54 +57,46 @@ class PageGZip(tornado.web.GZipContentEncoding):
 # end tutorial: page-gzip
 
 
-def make_app(**overrides) -> tornado.web.Application:
-    """The application; ``overrides`` replace the flags' values (tests use it).
+class CometApp(tornado.web.Application):
+    """The application and the state its handlers share: the ``engine``
+    (``history``, the chat; ``prices``, the ticker) and ``clients``, the
+    requests being held. Each handler is handed what it needs."""
 
-    The shared state is created here and handed to handlers: ``app.history``
-    (the chat), ``app.prices`` (the ticker) and ``app.clients`` (who is held).
-    """
-    settings = {name: options[name] for name in SETTINGS} | overrides
-    # Not passed on as "gzip": Tornado reads that as compress_response.
-    gzip_pages = settings.pop("gzip")
-    redis_url = settings.pop("redis")
-    walk = RandomWalk()
-    engine = None
-    if redis_url:
-        # Several processes, one chat and one ticker: handlers/redis_engine.py.
-        from handlers.redis_engine import RedisEngine
+    def __init__(self, **settings) -> None:
+        # Not passed on as "gzip": Tornado reads that as compress_response.
+        gzip_pages = settings.pop("gzip")
+        self.engine = open_engine(settings.pop("redis"), settings["history"], settings["tick_interval"])
+        self.history, self.prices = self.engine.history, self.engine.prices
+        self.clients = Clients(settings["max_clients"])
+        chat = dict(history=self.history)
+        held = dict(clients=self.clients)
+        super().__init__(
+            [
+                (r"/", PageHandler, dict(template="index.html")),
+                (r"/chat", PageHandler, dict(template="chat.html")),
+                (r"/stock", PageHandler, dict(template="stock.html")),
+                (r"/status", StatusHandler, dict(history=self.history, prices=self.prices, clients=self.clients)),
+                (r"/chat/post", PostHandler, chat),
+                (r"/chat/get/([0-9]+)", GetHandler, chat | held),
+                (r"/chat/since/([0-9]+)", SinceHandler, chat),
+                (r"/chat/events", EventsHandler, dict(source=self.history, kind="chat.streams") | held),
+                (r"/ticker", TickerHandler, dict(source=self.prices, kind="ticker.streams") | held),
+            ],
+            default_handler_class=NotFoundHandler,
+            template_path=os.path.join(HERE, "templates"),
+            static_path=os.path.join(HERE, "static"),
+            static_handler_class=StaticFiles,
+            log_function=log_request,
+            **settings,
+        )
+        if gzip_pages:
+            self.add_transform(PageGZip)
 
-        engine = RedisEngine(redis_url, settings["history"], walk, settings["tick_interval"])
-        history, prices = engine.history, engine.prices
-    else:
-        history = BoundedEventQueue(settings["history"])
-        prices = StateStream(walk.formatted())
-    clients = Clients(settings["max_clients"])
-    chat = dict(history=history)
-    held = dict(clients=clients)
-    app = tornado.web.Application(
-        [
-            (r"/", PageHandler, dict(template="index.html")),
-            (r"/chat", PageHandler, dict(template="chat.html")),
-            (r"/stock", PageHandler, dict(template="stock.html")),
-            (r"/status", StatusHandler, dict(history=history, prices=prices, clients=clients)),
-            (r"/chat/post", PostHandler, chat),
-            (r"/chat/get/([0-9]+)", GetHandler, chat | held),
-            (r"/chat/since/([0-9]+)", SinceHandler, chat),
-            (r"/chat/events", EventsHandler, dict(source=history, kind="chat.streams") | held),
-            (r"/ticker", TickerHandler, dict(source=prices, kind="ticker.streams") | held),
-        ],
-        default_handler_class=NotFoundHandler,
-        template_path=os.path.join(HERE, "templates"),
-        static_path=os.path.join(HERE, "static"),
-        static_handler_class=StaticFiles,
-        log_function=log_request,
-        **settings,
-    )
-    if gzip_pages:
-        app.add_transform(PageGZip)
-    app.history, app.prices, app.clients, app.walk = history, prices, clients, walk
-    app.engine = engine  # None in memory; with --redis, main() starts and stops it
-    return app
+
+def make_app(**overrides) -> CometApp:
+    """The application, from the flags; ``overrides`` replace any of their
+    values (tests use it)."""
+    return CometApp(**(options.group_dict("app") | overrides))
 
 
 class CometHTTPServer(HTTPServer):
@@ -150,13 +139,7 @@ async def main() -> None:
     sockets = tornado.netutil.bind_sockets(options.port, options.address, backlog=1024)
     server.add_sockets(sockets)
     port = sockets[0].getsockname()[1]
-    # tutorial: price-timer
-    ticker = PeriodicCallback(lambda: app.prices.update(app.walk.step()), options.tick_interval * 1000)
-    if app.engine is None:
-        ticker.start()
-    else:
-        await app.engine.start()  # with --redis, the lease holder moves the price
-    # end tutorial: price-timer
+    await app.engine.start()  # the price starts moving
 
     # tutorial: shutdown
     stop = asyncio.Event()
@@ -168,11 +151,9 @@ async def main() -> None:
 
     # Stop taking connections, tell every held request to finish its
     # response, give them a moment to go out, then close what is left.
-    ticker.stop()
     server.stop()
     await app.clients.release_all(timeout=1.5)
-    if app.engine is not None:
-        await app.engine.stop()
+    await app.engine.stop()
     try:
         await asyncio.wait_for(server.close_all_connections(), timeout=1.0)
     except asyncio.TimeoutError:

@@ -1,2 +1,9 @@
-"""Request handlers, one module per idea: the generic event source and its two
-policies, the chat, the ticker, and the pages."""
+"""The HTTP side, one module per idea:
+
+- ``base``: plain-text errors, and holding a request (``HoldingHandler``);
+- ``eventsource``: the generic event source, like CppCMS's
+  ``sse::event_source``: it serves any policy of ``comet.policies``;
+- ``chat``: ``/chat/post``, ``/chat/get/N``, ``/chat/since/N``, ``/chat/events``;
+- ``ticker``: ``/ticker``;
+- ``pages``: ``/``, ``/chat``, ``/stock``, ``/status``, static files, 404s.
+"""

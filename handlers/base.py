@@ -1,78 +1,24 @@
 """What every handler shares: clean errors, and a way to hold a request.
 
-Holding a request open is the heart of Comet. Four things end a wait: the
-event arrives, a timer runs out, the client goes away, or the server shuts
-down. The client going away is the subtle one: Tornado notices a closed socket while the request is idle
-and calls ``on_connection_close``. The handler turns that call into a future
-(``gone``), so a waiting coroutine wakes up at once and can forget the client
-without having to write anything first.
+A held request waits on one future, ``done``, completed with the reason its
+hold ends (``comet.clients``: woken, timeout, gone, closing). The client
+going away is the subtle one: Tornado notices a closed socket while the
+request is idle and calls ``on_connection_close``. The handler turns that
+call into ``done``'s result, so a waiting coroutine wakes up at once and
+forgets the client without having to write anything first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import Counter
 from http import HTTPStatus
 from typing import Iterator, Optional
 
 import tornado.web
 from tornado.log import access_log
 
-# Why a hold ended.
-WOKEN, TIMEOUT, GONE, CLOSING = "woken", "timeout", "gone", "closing"
-
-
-class Clients:
-    """Every request the server is holding, counted by kind.
-
-    ``/status`` reads the counts, ``--max-clients`` caps their sum, and at
-    shutdown ``release_all()`` ends every hold, so each client gets a
-    complete response.
-    """
-
-    def __init__(self, limit: int = 10000) -> None:
-        self.limit = limit
-        self.counts: Counter[str] = Counter()
-        self.holders: set = set()
-        self.closing = False
-        self._drained: Optional[asyncio.Future] = None
-
-    @property
-    def held(self) -> int:
-        return len(self.holders)
-
-    @contextlib.contextmanager
-    def holding(self, holder: "HoldingHandler", kind: str) -> Iterator[None]:
-        """Count ``holder`` for as long as the ``with`` block runs.
-
-        During shutdown a request is still let in, and released at once like
-        the others: a 503 would make an EventSource give up for good."""
-        if len(self.holders) >= self.limit and not self.closing:
-            raise tornado.web.HTTPError(503, "too many clients, try again later")
-        self.holders.add(holder)
-        self.counts[kind] += 1
-        if self.closing:
-            holder.end(CLOSING)
-        try:
-            yield
-        finally:
-            self.holders.discard(holder)
-            self.counts[kind] -= 1
-            if not self.holders and self._drained is not None and not self._drained.done():
-                self._drained.set_result(None)
-
-    # tutorial: release
-    async def release_all(self, timeout: float) -> None:
-        """End every hold, and wait (up to ``timeout``) until each response
-        has gone out."""
-        self.closing = True
-        for holder in tuple(self.holders):
-            holder.end(CLOSING)
-        if self.holders:
-            self._drained = asyncio.get_running_loop().create_future()
-            await asyncio.wait({self._drained}, timeout=timeout)
-    # end tutorial: release
+from comet.clients import CLOSING, GONE, TIMEOUT, WOKEN, Clients, Full
 
 
 class BaseHandler(tornado.web.RequestHandler):
@@ -98,9 +44,9 @@ class BaseHandler(tornado.web.RequestHandler):
 class HoldingHandler(BaseHandler):
     """A handler that may keep its request open while it waits.
 
-    Each request has one future, ``done``, completed with the reason its
-    hold ends. Nothing else is awaited, and nothing is shared between
-    clients: ten thousand held requests are ten thousand small futures.
+    Each request has one future, ``done``. Nothing else is awaited, and
+    nothing is shared between clients: ten thousand held requests are ten
+    thousand small futures.
     """
 
     def initialize(self, clients: Clients) -> None:
@@ -116,6 +62,19 @@ class HoldingHandler(BaseHandler):
         # it is forgotten at once, not at the next event.
         self.end(GONE)
     # end tutorial: peer-gone
+
+    @contextlib.contextmanager
+    def holding(self, kind: str) -> Iterator[None]:
+        """Count this request in ``clients`` as ``kind`` while the block
+        runs; a 503 with ``Retry-After`` when the server is full."""
+        try:
+            self.clients.admit(self, kind)
+        except Full as full:
+            raise tornado.web.HTTPError(503, "%s, try again later", full) from None
+        try:
+            yield
+        finally:
+            self.clients.leave(self, kind)
 
     def end(self, why: str) -> None:
         """End the hold (the first reason wins)."""

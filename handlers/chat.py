@@ -16,9 +16,10 @@ from typing import Optional
 import tornado.httputil
 import tornado.web
 
-from handlers.base import GONE, BaseHandler, HoldingHandler
+from comet.clients import GONE
+from comet.policies import BoundedEventQueue, Unavailable, parse_number
+from handlers.base import BaseHandler, HoldingHandler
 from handlers.eventsource import EventSourceHandler
-from handlers.policies import BoundedEventQueue, Unavailable, parse_number
 
 
 class ChatHandler(BaseHandler):
@@ -120,7 +121,7 @@ class GetHandler(ChatHandler, HoldingHandler):
         number = parse_number(number_text)
         self.check_cursor(number)
         if number == self.history.count:
-            with self.clients.holding(self, "chat.waiting"):
+            with self.holding("chat.waiting"):
                 woke = await self.hold(self.history, timeout=self.settings["poll_timeout"])
             if woke is GONE:
                 return

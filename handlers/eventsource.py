@@ -22,8 +22,9 @@ from __future__ import annotations
 import asyncio
 from typing import Optional
 
-from handlers.base import GONE, HoldingHandler
-from handlers.policies import parse_event_id
+from comet.clients import GONE
+from comet.policies import parse_event_id
+from handlers.base import HoldingHandler
 
 KEEP_ALIVE = b": keep-alive\n\n"
 # The article's header, and the one CppCMS's contrib reads.
@@ -61,7 +62,7 @@ class EventSourceHandler(HoldingHandler):
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")
         retry = b"retry: %d\n\n" % self.settings["retry"]
-        with self.clients.holding(self, self.kind):
+        with self.holding(self.kind):
             prefix, cursor = self.source.resume(self.last_event_id())
             if self.wants_long_polling():
                 await self.answer_one_batch(retry, prefix, cursor)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import tornado.web
 
-from handlers.base import BaseHandler, Clients
-from handlers.policies import BoundedEventQueue, StateStream
+from comet.clients import Clients
+from comet.policies import BoundedEventQueue, StateStream
+from handlers.base import BaseHandler
 
 # Only the site's own scripts, styles and images; nothing inline, no CDN.
 CONTENT_SECURITY_POLICY = (

@@ -32,7 +32,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 TUTORIAL = ROOT / "docs" / "tutorial.md"
-SOURCE_GLOBS = ("app.py", "handlers/*.py", "static/js/*.js", "templates/*.html")
+SOURCE_GLOBS = ("app.py", "comet/*.py", "handlers/*.py", "static/js/*.js", "templates/*.html")
 
 MARKER = re.compile(r"^\s*(?:#|//|\{#)\s*(end\s+)?tutorial:\s*(\S+?)\s*(?:#\})?\s*$")
 DIRECTIVE = re.compile(r"^<!--\s*excerpt:\s*(\S+?)#(\S+?)\s*-->\s*$")

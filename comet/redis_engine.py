@@ -45,8 +45,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from handlers.policies import BoundedEventQueue, StateStream, Unavailable
-from handlers.ticker import RandomWalk
+from comet.policies import BoundedEventQueue, StateStream, Unavailable
+from comet.walk import RandomWalk
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,8 @@ class RedisHistory(BoundedEventQueue):
         super().__init__(capacity)
         self.capacity = capacity
         self.where = where
-        self.clock_offset = 0.0  # Redis's clock minus ours, in seconds; see RedisEngine
+        self.clock_offset = 0.0  # Redis's clock minus ours, in seconds: read_clock()
+        self.redis = client
         self._post_script = client.register_script(POST)
         self._load = client.register_script(LOAD)
         self._seed = client.register_script(SEED)
@@ -171,6 +172,13 @@ class RedisHistory(BoundedEventQueue):
             except RedisError:
                 pass
         return number
+
+    async def read_clock(self) -> None:
+        """Measure Redis's clock against ours: post deadlines are written in
+        Redis's time, so that a post held up on the way is refused there."""
+        before = time.time()
+        seconds, microseconds = await self.redis.time()
+        self.clock_offset = seconds + microseconds / 1e6 - (before + time.time()) / 2
 
     async def _store(self, data: str) -> int:
         deadline_ms = int((time.time() + self.clock_offset + POST_SECONDS) * 1000)
@@ -273,7 +281,9 @@ class RedisEngine:
     """Connects the mirrors to Redis and keeps them in step: one subscription
     for both channels, the ticker's beat, and retries while Redis is away.
 
-    ``history`` and ``prices`` are what ``make_app`` hands to the handlers.
+    The same interface as ``comet.engine.MemoryEngine``: ``history`` and
+    ``prices`` are what ``make_app`` hands to the handlers, and ``start()``
+    and ``stop()`` are called by ``main()``.
     """
 
     def __init__(self, url: str, capacity: int, walk: RandomWalk, tick_interval: float) -> None:
@@ -361,18 +371,13 @@ class RedisEngine:
         offset of Redis's clock, which post deadlines are written in."""
         while not self.stopping:
             try:
-                await self._read_clock()
+                await self.history.read_clock()
                 await self.ticker.beat()
             except (RedisError, OSError) as error:
                 self._lost(error)
             except Exception:
                 log.exception("the ticker's beat failed")
             await asyncio.sleep(min(self.ticker.interval, BEAT_SECONDS))
-
-    async def _read_clock(self) -> None:
-        before = time.time()
-        seconds, microseconds = await self.redis.time()
-        self.history.clock_offset = seconds + microseconds / 1e6 - (before + time.time()) / 2
 
     def _lost(self, error: Exception) -> None:
         if self.reachable:

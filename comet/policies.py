@@ -202,10 +202,8 @@ class StateStream(Changes):
         self._frame = encode_event(data, event_id=self.id)
 
     def update(self, data: str) -> int:
-        self.id += 1
-        self.data = data
-        self._frame = encode_event(data, event_id=self.id)
-        self.notify()
+        """The next state, numbered one past the current one."""
+        self.publish(self.id + 1, data)
         return self.id
 
     def publish(self, event_id: int, data: str) -> None:

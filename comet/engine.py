@@ -1,0 +1,56 @@
+"""Where the chat's history and the ticker's price live: the engine.
+
+An engine has ``history`` (a ``BoundedEventQueue``), ``prices`` (a
+``StateStream``), ``start()``, which sets the price moving, and ``stop()``.
+The handlers only ever see ``history`` and ``prices``, so the engine behind
+them changes without touching a handler:
+
+- ``MemoryEngine``, the default: both live in this process, and a timer
+  moves the price;
+- ``comet.redis_engine.RedisEngine`` (``--redis``): several processes share
+  them through Redis.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from tornado.ioloop import PeriodicCallback
+
+from comet.policies import BoundedEventQueue, StateStream
+from comet.walk import RandomWalk
+
+
+class MemoryEngine:
+    """The chat and the ticker of one process."""
+
+    def __init__(self, capacity: int, tick_interval: float, walk: Optional[RandomWalk] = None) -> None:
+        self.walk = walk or RandomWalk()
+        self.history = BoundedEventQueue(capacity)
+        self.prices = StateStream(self.walk.formatted())
+        self.tick_interval = tick_interval
+        self._timer: Optional[PeriodicCallback] = None
+
+    # tutorial: price-timer
+    async def start(self) -> None:
+        """Move the price every ``tick_interval`` seconds."""
+        self._timer = PeriodicCallback(self.tick, self.tick_interval * 1000)
+        self._timer.start()
+
+    def tick(self) -> None:
+        self.prices.update(self.walk.step())
+    # end tutorial: price-timer
+
+    async def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+
+
+def open_engine(redis: str, history: int, tick_interval: float) -> "MemoryEngine":
+    """The engine the flags ask for: ``redis`` is ``--redis`` (a URL, or ""
+    for none). redis-py is imported only when it is asked for."""
+    if not redis:
+        return MemoryEngine(history, tick_interval)
+    from comet.redis_engine import RedisEngine
+
+    return RedisEngine(redis, history, RandomWalk(), tick_interval)
