@@ -6,8 +6,9 @@ answer, and is called back (``subscribe``) when the policy changes. Neither
 class knows about HTTP, so both are tested without a server.
 
 - ``BoundedEventQueue`` keeps the last N events (the chat). A reader is owed
-  every event after its id, and a reader whose id no longer fits is told so
-  with a ``reset`` event.
+  every event after its id, and a reader whose id no longer fits (aged out,
+  or of another epoch: a history since replaced) is told so with a
+  ``reset`` event.
 - ``StateStream`` keeps only the newest state (the ticker). A reader is owed
   the current state when its id differs, never a backlog: a slow reader
   costs no memory.
@@ -19,22 +20,25 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 import sys
 from collections import deque
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 log = logging.getLogger(__name__)
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+EPOCH = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
-def encode_event(data: str, event_id: Optional[int] = None, event: Optional[str] = None) -> bytes:
+def encode_event(data: str, event_id: Union[int, str, None] = None, event: Optional[str] = None) -> bytes:
     """One event-stream frame. Line breaks in ``data`` become several
-    ``data:`` lines, which the browser joins back with LF."""
+    ``data:`` lines, which the browser joins back with LF. ``event_id`` is
+    a number or an ``EPOCH:number``: never a line break or a NUL."""
     lines = []
     if event is not None:
         lines.append(f"event: {event}\n")
     if event_id is not None:
-        lines.append(f"id: {event_id:d}\n")
+        lines.append(f"id: {event_id}\n")
     lines.extend(f"data: {line}\n" for line in _LINE_BREAK.split(data))
     lines.append("\n")
     return "".join(lines).encode("utf-8")
@@ -53,6 +57,11 @@ def parse_event_id(value: Optional[str]) -> Optional[int]:
     if value is None or not value.isascii() or not value.isdigit():
         return None
     return parse_number(value)
+
+
+def new_epoch() -> str:
+    """A fresh name for a history: letters, digits, ``-`` and ``_``."""
+    return secrets.token_urlsafe(6)
 
 
 class Unavailable(Exception):
@@ -92,14 +101,20 @@ class BoundedEventQueue(Changes):
     """The last ``capacity`` events, numbered 0, 1, 2, … without gaps.
 
     ``first`` is the oldest number still kept and ``count`` the number the
-    next event will get. Event n goes out with ``id: n+1``: the id a reader
-    holds is the number of the next event it wants, its cursor.
+    next event will get. The history has an ``epoch``, a name fixed when it
+    is created: a number means something only within its epoch, so a reader
+    whose id comes from another history (a server since restarted) is told
+    so instead of being served the wrong messages.
+
+    Event n goes out with ``id: EPOCH:n+1``: the id a reader holds names the
+    next event it wants. A reader's cursor is ``(epoch, number)``.
     """
 
-    def __init__(self, capacity: int = 1000) -> None:
+    def __init__(self, capacity: int = 1000, epoch: Optional[str] = None) -> None:
         super().__init__()
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
+        self.epoch = epoch or new_epoch()
         self._events: deque[str] = deque(maxlen=capacity)
         self._frames: deque[bytes] = deque(maxlen=capacity)
         # _ends[i] is the byte offset, in the whole stream ever published,
@@ -117,23 +132,26 @@ class BoundedEventQueue(Changes):
         if len(self._events) == self._events.maxlen:
             self.first += 1
         self._events.append(data)
-        frame = encode_event(data, event_id=number + 1)
+        frame = encode_event(data, event_id=f"{self.epoch}:{number + 1}")
         self._frames.append(frame)
         self._ends.append((self._ends[-1] if self._ends else 0) + len(frame))
         self.count += 1
         self.notify()
         return number
 
-    def restart_at(self, first: int, events: list[str]) -> None:
-        """Forget everything kept and hold ``events``, numbered from ``first``.
+    def restart_at(self, first: int, events: list[str], epoch: Optional[str] = None) -> None:
+        """Forget everything kept and hold ``events``, numbered from ``first``
+        (in ``epoch``, when the history itself was replaced).
 
         For a copy of a history kept elsewhere (Redis) that moved on past the
-        end of this one: readers whose cursor fell into the gap get a
+        end of this one, or that is another history altogether: readers
+        whose cursor fell into the gap, or belongs to the old epoch, get a
         ``reset``, as after a restart.
         """
         self._events.clear()
         self._frames.clear()
         self._ends.clear()
+        self.epoch = epoch or self.epoch
         self.first = self.count = first
         for data in events:
             self.append(data)
@@ -150,44 +168,53 @@ class BoundedEventQueue(Changes):
         return [self._events[i] for i in range(start, len(self._events))]
 
     # tutorial: queue-resume
-    def resume(self, last_event_id: Optional[int]) -> tuple[bytes, int]:
+    def resume(self, last_event_id: Optional[str]) -> tuple[bytes, tuple[str, int]]:
         """Where a new reader starts: (frames it is owed first, its cursor).
 
-        No id: from the oldest kept event. An id that does not fit the
-        history (aged out, or from before a restart): a ``reset`` event
-        naming ``first``, then everything from ``first``.
+        No id (or one that does not parse): from the oldest kept event. An
+        id of this epoch, or a bare number, that fits the history: from
+        there. Any other (aged out, or from another epoch): a ``reset``
+        event naming ``first``, then everything from ``first``.
         """
-        if last_event_id is None:
-            return b"", self.first
-        if self.first <= last_event_id <= self.count:
-            return b"", last_event_id
-        return encode_event(str(self.first), event_id=self.first, event="reset"), self.first
+        epoch, sep, digits = (last_event_id or "").rpartition(":")
+        number = parse_event_id(digits)
+        if number is None or (sep and not EPOCH.fullmatch(epoch)):
+            return b"", (self.epoch, self.first)
+        if (not sep or epoch == self.epoch) and self.first <= number <= self.count:
+            return b"", (self.epoch, number)
+        return self.reset(), (self.epoch, self.first)
 
-    def owed(self, cursor: int, limit: Optional[int] = None) -> tuple[bytes, int]:
+    def reset(self) -> bytes:
+        return encode_event(str(self.first), event_id=f"{self.epoch}:{self.first}", event="reset")
+
+    def owed(self, cursor: tuple[str, int], limit: Optional[int] = None) -> tuple[bytes, tuple[str, int]]:
         """Frames from ``cursor`` on, and the cursor after them; with a
         ``limit``, about that many bytes (always at least one frame). A cursor
-        that has aged out of the history gets a ``reset`` first."""
+        that has aged out of the history, or is of another epoch, gets a
+        ``reset`` first."""
+        epoch, number = cursor
         prefix = b""
-        if cursor < self.first:
-            prefix, cursor = self.resume(cursor)
+        if number < self.first or epoch != self.epoch:
+            prefix, number = self.reset(), self.first
         frames = []
         size = len(prefix)
-        while cursor < self.count and (limit is None or not frames or size < limit):
-            frame = self._frames[cursor - self.first]
+        while number < self.count and (limit is None or not frames or size < limit):
+            frame = self._frames[number - self.first]
             frames.append(frame)
             size += len(frame)
-            cursor += 1
-        return prefix + b"".join(frames), cursor
+            number += 1
+        return prefix + b"".join(frames), (self.epoch, number)
     # end tutorial: queue-resume
 
-    def backlog(self, cursor: int) -> int:
+    def backlog(self, cursor: tuple[str, int]) -> int:
         """Bytes published that a reader at ``cursor`` has not been given."""
-        if cursor >= self.count or not self._ends:
+        epoch, number = cursor
+        if (number >= self.count and epoch == self.epoch) or not self._ends:
             return 0
-        if cursor <= self.first:
+        if number <= self.first or epoch != self.epoch:
             start = self._ends[0] - len(self._frames[0])
         else:
-            start = self._ends[cursor - self.first - 1]
+            start = self._ends[number - self.first - 1]
         return self._ends[-1] - start
 
 
@@ -213,9 +240,9 @@ class StateStream(Changes):
         self._frame = encode_event(data, event_id=self.id)
         self.notify()
 
-    def resume(self, last_event_id: Optional[int]) -> tuple[bytes, Optional[int]]:
-        """The reader's cursor is simply the id it holds."""
-        return b"", last_event_id
+    def resume(self, last_event_id: Optional[str]) -> tuple[bytes, Optional[int]]:
+        """The reader's cursor is simply the id it holds: a number, or None."""
+        return b"", parse_event_id(last_event_id)
 
     def owed(self, cursor: Optional[int], limit: Optional[int] = None) -> tuple[bytes, Optional[int]]:
         """The article's rule: a reader holding K waits; any other id, none

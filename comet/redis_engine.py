@@ -52,10 +52,13 @@ log = logging.getLogger(__name__)
 
 CHAT_NEXT = "comet:chat:next"  # the number the next message gets
 CHAT_MESSAGES = "comet:chat:messages"  # the newest messages, oldest first
-CHAT_CHANNEL = "comet:chat"  # "<number> <message>" for each post
+CHAT_EPOCH = "comet:chat:epoch"  # the name of this history; a new one only when it is lost
+CHAT_CHANNEL = "comet:chat"  # "<epoch> <number> <message>" for each post
 TICKER_LEASE = "comet:ticker:lease"  # who moves the price, while it lasts
 TICKER_STATE = "comet:ticker:state"  # {"id": K, "price": "101.25"}
 TICKER_CHANNEL = "comet:ticker"  # "<K> <price>" for each move
+
+KEYS = [CHAT_NEXT, CHAT_MESSAGES, CHAT_EPOCH]  # every chat script's keys, in this order
 
 LEASE_SECONDS = 3.0  # a dead holder's lease runs out after this
 BEAT_SECONDS = 1.0  # the most time between two renewals of the lease
@@ -70,36 +73,49 @@ POST_SECONDS = 1.5  # a post reaching Redis later than this is refused: its post
 # -2 past the deadline ARGV[5] (ms, Redis's clock): the poster stopped waiting
 # and answered 503, so a post held up on the way (a hung Redis, a network
 # that heals) must not be stored late; -1 when the counter is below ARGV[3],
-# the poster's count: Redis lost its data, and the number would clash.
+# the poster's count, or the epoch is not ARGV[6], the poster's: Redis lost
+# its data, or holds another history, and the number would clash.
 POST = """
 local now = redis.call('TIME')
 if tonumber(now[1]) * 1000 + tonumber(now[2]) / 1000 > tonumber(ARGV[5]) then return -2 end
+if redis.call('GET', KEYS[3]) ~= ARGV[6] then return -1 end
 local number = tonumber(redis.call('GET', KEYS[1]) or '0')
 if number < tonumber(ARGV[3]) then return -1 end
 redis.call('INCR', KEYS[1])
 redis.call('RPUSH', KEYS[2], ARGV[1])
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
-redis.call('PUBLISH', ARGV[4], string.format('%d', number) .. ' ' .. ARGV[1])
+redis.call('PUBLISH', ARGV[4], ARGV[6] .. ' ' .. string.format('%d', number) .. ' ' .. ARGV[1])
 return number
 """
 
-# The counter, then the kept messages from number ARGV[2] on (at most
-# ARGV[1] of them), as {next, number of the first returned, messages}.
+# The epoch, the counter, then the kept messages from number ARGV[2] on (at
+# most ARGV[1] of them; all of them when the epoch is not ARGV[3], the
+# caller's), as {epoch or false, next, number of the first returned, messages}.
 LOAD = """
+local epoch = redis.call('GET', KEYS[3])
 local next = tonumber(redis.call('GET', KEYS[1]) or '0')
+local from = tonumber(ARGV[2])
+if epoch ~= ARGV[3] then from = 0 end
 local kept = redis.call('LLEN', KEYS[2])
-local first = math.max(next - kept, next - tonumber(ARGV[1]), tonumber(ARGV[2]))
-if first >= next then return {next, next, {}} end
-return {next, first, redis.call('LRANGE', KEYS[2], first - next, -1)}
+local first = math.max(next - kept, next - tonumber(ARGV[1]), from)
+if first >= next then return {epoch, next, next, {}} end
+return {epoch, next, first, redis.call('LRANGE', KEYS[2], first - next, -1)}
 """
 
-# Refills a Redis that is behind a mirror (count ARGV[1], then its messages);
-# does nothing if another process refilled it first.
+# Refills a Redis that lost the chat from a mirror (epoch ARGV[1], count
+# ARGV[2], then its messages): 1. Names the history without touching its
+# messages when Redis has no epoch but is not behind (a brand-new history):
+# 2. Does nothing (0) when Redis holds another history (the newer one: the
+# mirror follows it), or this one, not behind (another process refilled it).
 SEED = """
-if tonumber(redis.call('GET', KEYS[1]) or '0') >= tonumber(ARGV[1]) then return 0 end
+local epoch = redis.call('GET', KEYS[3])
+local next = tonumber(redis.call('GET', KEYS[1]) or '0')
+if epoch and (epoch ~= ARGV[1] or next >= tonumber(ARGV[2])) then return 0 end
+redis.call('SET', KEYS[3], ARGV[1])
+if next >= tonumber(ARGV[2]) then return 2 end
 redis.call('DEL', KEYS[2])
-for i = 2, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
-redis.call('SET', KEYS[1], ARGV[1])
+for i = 3, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+redis.call('SET', KEYS[1], ARGV[2])
 return 1
 """
 
@@ -154,8 +170,8 @@ class RedisHistory(BoundedEventQueue):
         this mirror holds it, so that ``/chat/get/N`` right after answers."""
         try:
             number = await self._store(data)
-            if number < 0:  # Redis came back empty: give it the history first
-                await self.seed()
+            if number == -1:  # Redis came back empty, or holds a newer history
+                await self.catch_up()
                 number = await self._store(data)
         except RedisError as error:
             raise Unavailable(f"Redis at {self.where} did not take it ({error}); try again in a moment") from error
@@ -182,8 +198,8 @@ class RedisHistory(BoundedEventQueue):
 
     async def _store(self, data: str) -> int:
         deadline_ms = int((time.time() + self.clock_offset + POST_SECONDS) * 1000)
-        keys, args = [CHAT_NEXT, CHAT_MESSAGES], [data, self.capacity, self.count, CHAT_CHANNEL, deadline_ms]
-        return await self._post_script(keys=keys, args=args)
+        args = [data, self.capacity, self.count, CHAT_CHANNEL, deadline_ms, self.epoch]
+        return await self._post_script(keys=KEYS, args=args)
 
     def take(self, number: int, data: str) -> bool:
         """Mirror message ``number``: appended if it is the next one, skipped
@@ -196,20 +212,23 @@ class RedisHistory(BoundedEventQueue):
 
     async def receive(self, payload: str) -> None:
         """A message published by any process, this one included."""
-        number, _, data = payload.partition(" ")
-        if not self.take(int(number), data):
-            await self.catch_up()  # some went by unheard: read them back
+        epoch, number, data = payload.split(" ", 2)
+        if epoch != self.epoch or not self.take(int(number), data):
+            await self.catch_up()  # some went by unheard, or a new history began
 
     async def catch_up(self) -> None:
         """Make the mirror hold what Redis holds: append what it missed, jump
-        ahead if that has aged out of Redis too, refill a Redis that is behind."""
-        count = self.count
-        next_number, first, events = await self._load(keys=[CHAT_NEXT, CHAT_MESSAGES], args=[self.capacity, count])
-        if next_number < count:
+        ahead if that has aged out of Redis too, follow a newer history, and
+        refill a Redis that lost this one (or name a new one)."""
+        epoch, next_number, first, events = await self._load(keys=KEYS, args=[self.capacity, self.count, self.epoch])
+        if not epoch or (epoch == self.epoch and next_number < self.count):
             await self.seed()
             return
         # Another catch-up may have appended meanwhile: look at the count again.
-        if first > self.count:
+        if epoch != self.epoch:
+            log.warning("the chat's history in Redis at %s is a new one (epoch %s)", self.where, epoch)
+            self.restart_at(first, events, epoch=epoch)
+        elif first > self.count:
             self.restart_at(first, events)
         else:
             for data in events[self.count - first:]:
@@ -217,9 +236,12 @@ class RedisHistory(BoundedEventQueue):
 
     async def seed(self) -> None:
         """Refill a Redis that lost the chat (restarted with nothing on disk)
-        from this mirror, unless another process already did."""
-        if await self._seed(keys=[CHAT_NEXT, CHAT_MESSAGES], args=[self.count, *self.since(self.first)]):
+        from this mirror, with its epoch, unless another process already did;
+        then follow whatever Redis holds."""
+        if await self._seed(keys=KEYS, args=[self.epoch, self.count, *self.since(self.first)]) == 1:
             log.warning("Redis at %s had lost the chat; refilled it up to message %d", self.where, self.count - 1)
+        else:
+            await self.catch_up()  # follow what Redis holds
 
 
 class RedisTicker:

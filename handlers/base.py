@@ -27,6 +27,13 @@ class BaseHandler(tornado.web.RequestHandler):
     def set_default_headers(self) -> None:
         self.set_header("X-Content-Type-Options", "nosniff")
 
+    def query(self, name: str) -> Optional[str]:
+        """The query parameter ``name`` (its last value), or None. Bytes that
+        are not UTF-8 become U+FFFD instead of a 400: a garbled value is
+        just a value that matches nothing."""
+        values = self.request.query_arguments.get(name)
+        return values[-1].decode("utf-8", "replace") if values else None
+
     def write_error(self, status_code: int, **kwargs) -> None:
         if self.settings.get("serve_traceback"):
             return super().write_error(status_code, **kwargs)

@@ -23,11 +23,13 @@ from handlers.eventsource import EventSourceHandler
 
 
 class ChatHandler(BaseHandler):
-    """What /chat/get and /chat/since share: the history and its bounds."""
+    """What /chat/get and /chat/since share: the history, its bounds and
+    its epoch."""
 
     def initialize(self, history: BoundedEventQueue, **kwargs) -> None:
         self.history = history
         super().initialize(**kwargs)
+        self.set_header("X-Chat-Epoch", history.epoch)
 
     def set_default_headers(self) -> None:
         super().set_default_headers()
@@ -37,9 +39,12 @@ class ChatHandler(BaseHandler):
         return None  # an answer depends on when it was asked: never a 304
 
     # tutorial: check-cursor
-    def check_cursor(self, number: int) -> None:
-        """404 past the end, 410 aged out; ``write_error`` says where the
-        history is."""
+    def check_cursor(self, number: int, epoch: str) -> None:
+        """410 when ``epoch`` is not the history's (the cursor belongs to
+        another history), 404 past the end, 410 aged out; ``write_error``
+        says where the history is."""
+        if epoch != self.history.epoch:
+            raise tornado.web.HTTPError(410, "the cursor belongs to epoch %r, not to this history", epoch)
         if self.history.first <= number <= self.history.count:
             return
         if number > self.history.count:
@@ -47,9 +52,16 @@ class ChatHandler(BaseHandler):
         raise tornado.web.HTTPError(410, "message %d is no longer kept", number)
     # end tutorial: check-cursor
 
+    def asked_epoch(self) -> str:
+        """The epoch the client's cursor belongs to (``?epoch=``), or the
+        current one when it names none."""
+        epoch = self.query("epoch")
+        return self.history.epoch if epoch is None else epoch
+
     def write_error(self, status_code: int, **kwargs) -> None:
         # Here, not where the error is raised: send_error() clears headers
         # first (and set_default_headers puts Cache-Control back).
+        self.set_header("X-Chat-Epoch", self.history.epoch)
         if status_code in (404, 410):
             self.set_header("X-First-Message", str(self.history.first))
             self.set_header("X-Next-Message", str(self.history.count))
@@ -118,17 +130,19 @@ class GetHandler(ChatHandler, HoldingHandler):
 
     # tutorial: chat-get
     async def get(self, number_text: str) -> None:
-        number = parse_number(number_text)
-        self.check_cursor(number)
+        number, epoch = parse_number(number_text), self.asked_epoch()
+        self.check_cursor(number, epoch)
         if number == self.history.count:
             with self.holding("chat.waiting"):
                 woke = await self.hold(self.history, timeout=self.settings["poll_timeout"])
             if woke is GONE:
                 return
+            # A burst may have pushed it out already, or (with Redis) the
+            # history may have been replaced meanwhile.
+            self.check_cursor(number, epoch)
             if number == self.history.count:  # timed out, or the server is closing
                 self.set_status(204)
                 return
-            self.check_cursor(number)  # a burst may have pushed it out already
         self.set_header("Content-Type", "text/plain; charset=UTF-8")
         self.write(self.history[number].encode("utf-8"))
     # end tutorial: chat-get
@@ -140,9 +154,10 @@ class SinceHandler(ChatHandler):
     # tutorial: chat-since
     def get(self, number_text: str) -> None:
         number = parse_number(number_text)
-        self.check_cursor(number)
+        self.check_cursor(number, self.asked_epoch())
         self.set_header("Content-Type", "application/json")
         self.write(json.dumps({
+            "epoch": self.history.epoch,
             "first": self.history.first,
             "next": self.history.count,
             "messages": self.history.since(number),

@@ -20,13 +20,16 @@ falls too far behind a queue is disconnected and resumes by its id.
 from __future__ import annotations
 
 import asyncio
+import random
 from typing import Optional
 
 from comet.clients import GONE
-from comet.policies import parse_event_id
 from handlers.base import HoldingHandler
 
 KEEP_ALIVE = b": keep-alive\n\n"
+# What a stream asked for with ?heartbeat=1 gets instead: an event a script
+# can see (a comment it cannot), with no id, so no cursor moves.
+HEARTBEAT = b"event: heartbeat\ndata:\n\n"
 # The article's header, and the one CppCMS's contrib reads.
 SIMULATION_HEADERS = {"x-event-source-simulate": "long-polling", "x-sse-simulation": "long-polling"}
 STREAM_CHUNK = 1 << 16  # bytes per write while replaying a long backlog
@@ -45,11 +48,12 @@ class EventSourceHandler(HoldingHandler):
         return None  # an event batch is never a cache hit
 
     # tutorial: stream-get
-    def last_event_id(self) -> Optional[int]:
+    def last_event_id(self) -> Optional[str]:
+        """The id the reader holds, as sent: the policy reads it."""
         header = self.request.headers.get("Last-Event-ID")
         if header is not None:
-            return parse_event_id(header)
-        return parse_event_id(self.get_query_argument("lastEventId", None))
+            return header
+        return self.query("lastEventId")
 
     def wants_long_polling(self) -> bool:
         return any(
@@ -61,13 +65,18 @@ class EventSourceHandler(HoldingHandler):
         self.set_header("Content-Type", "text/event-stream; charset=utf-8")
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")
-        retry = b"retry: %d\n\n" % self.settings["retry"]
+        # Each response draws its own delay, so that readers dropped together
+        # (by a restart) do not all come back in the same instant.
+        retry = self.settings["retry"] + random.randint(0, self.settings["retry_jitter"])
+        head = b"retry: %d\n\n" % retry
         with self.holding(self.kind):
             prefix, cursor = self.source.resume(self.last_event_id())
             if self.wants_long_polling():
-                await self.answer_one_batch(retry, prefix, cursor)
+                await self.answer_one_batch(head, prefix, cursor)
             else:
-                await self.stream(retry + prefix, cursor)
+                heartbeat = self.query("heartbeat") == "1"
+                self.idle_frame = HEARTBEAT if heartbeat else KEEP_ALIVE
+                await self.stream(head + (HEARTBEAT if heartbeat else b"") + prefix, cursor)
     # end tutorial: stream-get
 
     # tutorial: one-batch
@@ -159,11 +168,12 @@ class EventSourceHandler(HoldingHandler):
         self.end(GONE)  # Tornado calls on_connection_close only when the peer closes
 
     def keep_alive(self) -> None:
-        """A comment after ``--keepalive`` seconds without a write, so that
-        proxies and the browser see a live connection; then arm again."""
+        """A comment (or a heartbeat) after ``--keepalive`` seconds without a
+        write, so that proxies and the browser see a live connection; then
+        arm again."""
         interval = self.settings["keepalive"]
         quiet_for = self.loop.time() - self.last_write
         if quiet_for >= interval and not self.writing and not self.done.done():
-            self.send(KEEP_ALIVE)
+            self.send(self.idle_frame)
             quiet_for = 0.0
         self.keepalive = self.loop.call_later(max(interval - quiet_for, 0.01), self.keep_alive)
