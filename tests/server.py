@@ -8,7 +8,9 @@ The server starts on ``--port=0`` (a free port) unless a ``--port=N`` flag is
 given, and the URL it prints on its first stdout line is where it is reached.
 Its stderr (the access log, and any traceback) goes to a temporary file that
 ``log()`` reads back. Leaving the ``with`` block, or ``close()``, kills the
-process if it is still alive.
+process if it is still alive. ``fetch``, ``post``, ``status`` and
+``wait_for_counts`` are the plain requests tests make of it, through the one
+raw client (tests/client.py).
 """
 
 from __future__ import annotations
@@ -20,11 +22,28 @@ import signal
 import subprocess
 import sys
 import tempfile
+import contextlib
+import json
 import time
-from typing import Optional
+from typing import Iterator, Optional, Union
+from urllib.parse import quote_from_bytes
+
+from tornado.httputil import HTTPHeaders
+
+from tests.client import FALLBACK, Headers, fetch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 URL_LINE = re.compile(rb"^http://127\.0\.0\.1:(\d+)/\r?\n$")
+# Timers so long that nothing is published while a test watches.
+QUIET = ("--tick-interval=3600", "--poll-timeout=60", "--keepalive=60")
+# One of each request the server holds, on a QUIET server (no message yet, ticker id 1).
+EVERY_HELD_KIND = [("/chat/events", {}), ("/chat/events", FALLBACK), ("/ticker", {}),
+                   ("/ticker", FALLBACK | {"Last-Event-ID": "1"}), ("/chat/get/0", {})]
+
+
+def held_counts(report: dict) -> tuple[int, int, int]:
+    """(held /chat/get polls, chat streams, ticker streams) of a /status report."""
+    return report["chat"]["waiting"], report["chat"]["streams"], report["ticker"]["streams"]
 
 
 class ServerProcess:
@@ -36,7 +55,6 @@ class ServerProcess:
     """
 
     def __init__(self, *flags: str, start_timeout: float = 10.0) -> None:
-        self.flags = tuple(flags)
         port_flags = () if any(f.startswith("--port=") for f in flags) else ("--port=0",)
         self.args = [sys.executable, "app.py", *port_flags, *flags]
         self._log = tempfile.TemporaryFile()
@@ -105,6 +123,54 @@ class ServerProcess:
             self.process.kill()
             code = self.process.wait(timeout=5)
         return code
+
+    # --- plain requests ---------------------------------------------------------------
+
+    def fetch(self, path: str, method: str = "GET", body: bytes = b"", headers: Headers = (),
+              timeout: float = 5.0) -> tuple[int, HTTPHeaders, bytes]:
+        """(status, headers, body) of one request, answered in full."""
+        return fetch(self.port, path, method, body, headers, timeout)
+
+    def post(self, message: Union[bytes, str]) -> tuple[int, HTTPHeaders, bytes]:
+        """POST /chat/post with ``message`` form-encoded."""
+        raw = message.encode("utf-8") if isinstance(message, str) else message
+        return self.fetch("/chat/post", "POST", b"message=" + quote_from_bytes(raw).encode("ascii"),
+                          {"Content-Type": "application/x-www-form-urlencoded"})
+
+    def status(self) -> dict:
+        code, headers, body = self.fetch("/status")
+        assert code == 200 and headers["Content-Type"].startswith("application/json"), (code, body)
+        return json.loads(body)
+
+    def counts(self) -> tuple[int, int, int]:
+        return held_counts(self.status())
+
+    def held(self) -> int:
+        return sum(self.counts())
+
+    def wait_for_counts(self, expected: tuple[int, int, int], timeout: float) -> tuple[dict, float]:
+        """Poll /status (bounded) until ``counts()`` is ``expected``; the
+        last report and the seconds it took."""
+        start = time.monotonic()
+        for _ in range(1000):
+            report = self.status()
+            elapsed = time.monotonic() - start
+            found = held_counts(report)
+            if found == expected or elapsed > timeout:
+                break
+            time.sleep(0.01)
+        assert found == expected, f"/status says {found}, wanted {expected} within {timeout} s"
+        return report, elapsed
+
+    @contextlib.contextmanager
+    def no_errors(self) -> Iterator[None]:
+        """The block causes no 500 and no traceback in the log, and the
+        server still answers afterwards."""
+        before = len(self.log())
+        yield
+        assert self.status()  # answered, and every earlier request is logged by now
+        new = self.log()[before:]
+        assert "Traceback" not in new and " 500 " not in new, new[-3000:]
 
     def log(self) -> str:
         """Everything the server wrote to stderr so far (still readable
