@@ -1,0 +1,211 @@
+"""What the tab-sharing tests need besides tests/e2e/browser.py.
+
+- ``chromium_with(*flags)``: a browser of the test's own, started with extra
+  Chromium flags (a host-resolver rule, a certificate it may accept).
+- ``Harness``: a tiny server for testing ``static/js/tabs.js`` by itself. Its
+  page loads tabs.js with a connection factory of its own: an EventSource on
+  ``/numbers``, a stream of numbered events that replays from the id it is
+  given, so a test can count exactly what every tab shows and how many
+  streams the browser holds, without the page's own dedupe in between.
+- Tabs: ``open_tabs``, ``leader_of``, ``roles``, ``in_each``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Callable, Iterator
+from unittest import mock
+
+import tornado.locks
+import tornado.web
+from selenium import webdriver
+from tornado.httpserver import HTTPServer
+from tornado.iostream import StreamClosedError
+from tornado.netutil import bind_sockets
+
+from tests.e2e import browser
+from tests.e2e.browser import text, wait_until
+from tests.e2e.scripted import EVENT_STREAM, STATIC, ScriptedServer
+
+# --- A browser of the test's own ------------------------------------------
+
+
+@contextlib.contextmanager
+def chromium_with(*flags: str) -> Iterator[webdriver.Chrome]:
+    """``browser.chromium()`` with ``flags`` added to its FLAGS, for this
+    browser only (browser.py reads FLAGS when it starts one)."""
+    with mock.patch.object(browser, "FLAGS", browser.FLAGS + flags):
+        with browser.chromium() as driver:
+            yield driver
+
+
+# --- Tabs ---------------------------------------------------------------
+
+
+def open_tabs(driver: webdriver.Chrome, urls: list[str], first_in_current: bool = True) -> list[str]:
+    """Each URL in a tab of its own, in order (the first in the current
+    window's tab unless told otherwise); returns the handles."""
+    handles = []
+    for i, url in enumerate(urls):
+        if i > 0 or not first_in_current:
+            driver.switch_to.new_window("tab")
+        driver.get(url)
+        handles.append(driver.current_window_handle)
+    return handles
+
+
+def in_each(driver: webdriver.Chrome, handles: list[str], read: Callable[[webdriver.Chrome], object]) -> list:
+    """``read(driver)`` in each tab, in order."""
+    values = []
+    for handle in handles:
+        driver.switch_to.window(handle)
+        values.append(read(driver))
+    return values
+
+
+def roles(driver: webdriver.Chrome, handles: list[str]) -> list[str]:
+    return in_each(driver, handles, lambda d: text(d, "#role"))
+
+
+def leader_of(driver: webdriver.Chrome, handles: list[str], timeout: float = browser.TIMEOUT) -> str:
+    """The one tab among ``handles`` whose #role is ``leader``, once every
+    other one says ``follower``."""
+
+    def elected(_):
+        shown = roles(driver, handles)
+        leaders = [h for h, role in zip(handles, shown) if role == "leader"]
+        if len(leaders) == 1 and shown.count("follower") == len(handles) - 1:
+            return leaders[0]
+        return None
+
+    return wait_until(elected, f"no single leader among {len(handles)} tabs: {roles(driver, handles)}", timeout)
+
+
+# --- The harness ------------------------------------------------------------
+
+HARNESS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>tabs.js harness</title>
+<link rel="icon" href="data:,">
+<script src="/static/js/tabs.js"></script>
+</head><body>
+<p>role <b id="role"></b> · status <b id="status"></b> · transport <b id="transport"></b></p>
+<ol id="events"></ol>
+<script>
+'use strict';
+// What this tab did: the id each open() got, and each event it showed.
+window.__opened = [];
+window.__shown = [];
+const params = new URLSearchParams(location.search);
+const show = (id) => (value) => { document.getElementById(id).textContent = value; };
+
+// The connection factory of the JS seam, on /numbers.
+function open(lastEventId, emit) {
+  window.__opened.push(lastEventId);
+  emit.status('connecting');
+  emit.transport('eventsource');
+  const source = new EventSource('/numbers?from=' + encodeURIComponent(lastEventId));
+  source.onopen = () => emit.status('connected');
+  source.onerror = () => emit.status('connecting');
+  source.onmessage = (e) => emit.event({ type: e.type, data: e.data, lastEventId: e.lastEventId });
+  return () => source.close();
+}
+
+let shared = null;
+function join() {
+  shared = shareConnection('harness|eventsource', open, { share: params.get('share') !== 'off' });
+  shared.onrole = show('role');
+  shared.onstatus = show('status');
+  shared.ontransport = show('transport');
+  shared.onevent = (e) => {
+    window.__shown.push(e.data);
+    const item = document.createElement('li');
+    item.textContent = e.data;
+    document.getElementById('events').append(item);
+  };
+}
+join();
+addEventListener('pagehide', () => shared.close());
+addEventListener('pageshow', (e) => { if (e.persisted) join(); });
+</script></body></html>
+"""
+
+
+class NumbersHandler(tornado.web.RequestHandler):
+    """An event stream of the harness's history: event N has ``id: N``. It
+    starts after ``Last-Event-ID`` (or ``?from=``; none: from the first),
+    then waits for each new one until the client goes away."""
+
+    def initialize(self, harness: "Harness") -> None:
+        self.harness = harness
+        self.gone = False
+
+    def compute_etag(self) -> None:
+        return None
+
+    def on_connection_close(self) -> None:
+        self.gone = True
+        self.harness.changed.notify_all()
+
+    async def get(self) -> None:
+        given = self.request.headers.get("Last-Event-ID") or self.get_query_argument("from", "")
+        sent = int(given) if given.isdigit() else 0
+        self.set_header("Content-Type", EVENT_STREAM)
+        self.set_header("Cache-Control", "no-cache")
+        self.harness.streams += 1
+        self.harness.opened.append((time.monotonic(), given))
+        try:
+            while not self.gone:
+                history = self.harness.history
+                while sent < len(history):
+                    sent += 1
+                    self.write(f"id: {sent}\ndata: {history[sent - 1]}\n\n")
+                await self.flush()
+                await self.harness.changed.wait()
+        except StreamClosedError:
+            pass
+        finally:
+            self.harness.streams -= 1
+
+
+class HarnessPage(tornado.web.RequestHandler):
+    def get(self) -> None:
+        self.set_header("Cache-Control", "no-store")
+        self.finish(HARNESS_PAGE)
+
+
+class Harness(ScriptedServer):
+    """A ScriptedServer whose app serves ``/harness`` (the page above) and
+    ``/numbers``. ``publish(data)`` appends an event; ``streams`` is how many
+    /numbers streams are open now, ``opened`` when each opened and from
+    which id."""
+
+    def __init__(self) -> None:
+        self.history: list[str] = []
+        self.streams = 0
+        self.opened: list[tuple[float, str]] = []
+        super().__init__()
+        self.page = f"{self.url}harness"
+
+    def publish(self, data: str) -> None:
+        def append() -> None:
+            self.history.append(data)
+            self.changed.notify_all()
+
+        self.loop.call_soon_threadsafe(append)
+
+    async def _listen(self) -> None:
+        self.changed = tornado.locks.Condition()
+        app = tornado.web.Application(
+            [(r"/harness", HarnessPage), (r"/numbers", NumbersHandler, dict(harness=self))],
+            static_path=STATIC,
+        )
+        sockets = bind_sockets(0, "127.0.0.1")
+        self.port = sockets[0].getsockname()[1]
+        self.http_server = HTTPServer(app)
+        self.http_server.add_sockets(sockets)
+
+
+def shown(driver: webdriver.Chrome) -> list[str]:
+    """Every event the harness page in the current tab has shown, in order."""
+    return driver.execute_script("return window.__shown")
