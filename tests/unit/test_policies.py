@@ -6,7 +6,7 @@ which ids count, and what a reader holding a given id is owed.
 
 import pytest
 
-from handlers.policies import BoundedEventQueue, Changes, StateStream, encode_event, parse_event_id
+from comet.policies import BoundedEventQueue, Changes, StateStream, encode_event, parse_event_id
 
 
 def frame(number: int, message: str) -> bytes:
