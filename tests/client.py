@@ -694,11 +694,25 @@ class AsyncClient:
     async def finish(self, timeout: float = READ_TIMEOUT) -> Response:
         return await self._wait(self.taken.complete, timeout, "the end of the response")
 
+    async def wait(self, condition: Callable[[Response], object], timeout: float = READ_TIMEOUT) -> Response:
+        response = self.response
+        return await self._wait(lambda: response if response.status is not None and condition(response) else None,
+                                timeout, "what the test waits for")
+
+    async def until(self, marker: bytes, timeout: float = READ_TIMEOUT) -> Response:
+        return await self.wait(lambda response: marker in response.body, timeout)
+
     async def chunk(self, timeout: float = READ_TIMEOUT) -> bytes:
         return await self._wait(self.taken.chunk, timeout, "the next chunk")
 
     async def take(self, size: int, timeout: float = READ_TIMEOUT) -> bytes:
         return await self._wait(lambda: self.taken.take(size), timeout, f"{size} more body bytes")
+
+    async def events(self, count: int = 1, timeout: float = READ_TIMEOUT) -> list[dict]:
+        return await self._wait(lambda: self.taken.events(count), timeout, f"{count} more events")
+
+    async def block(self, timeout: float = READ_TIMEOUT) -> list[str]:
+        return await self._wait(self.taken.block, timeout, "the next block")
 
     async def silent(self, within: float) -> bool:
         return not self.response.closed and not await self.read(within)
