@@ -10,7 +10,7 @@ import pytest
 from app import make_app
 
 # Short timers, so waiting tests stay quick.
-FAST = dict(poll_timeout=1.0, keepalive=5.0, retry=2000)
+FAST = dict(poll_timeout=1.0, keepalive=5.0, retry=2000, retry_jitter=0)
 
 
 @pytest.fixture
