@@ -67,8 +67,7 @@ async def test_a_heartbeat_moves_no_cursor(app, http_server, http_port):
     await client.take(len(RETRY + HEARTBEAT))
     await client.take(len(f"id: {app.history.epoch}:1\ndata: first\n\n") + len(HEARTBEAT), timeout=2.0)
     app.history.append("second")
-    await client._wait(lambda: client.response.events[-1:] and client.response.events[-1]["data"] == "second" or None,
-                       2.0, "the second message")
+    await client.until(b"data: second\n\n", timeout=2.0)
     types = [event["event"] for event in client.response.events]
     assert types[:2] == ["heartbeat", "message"] and "heartbeat" in types[2:-1]
     assert client.response.events[-1]["id"] == f"{app.history.epoch}:2"
