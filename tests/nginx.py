@@ -3,6 +3,7 @@
     with Nginx(app.port) as nginx:            # the file as shipped
         fetch(nginx.port, "/chat")
     Nginx(app.port, location=("proxy_http_version 1.0;",))   # a variant
+    Nginx(app.port, tls=(certificate, key))   # also HTTP/2 over TLS, on .tls_port
 
 Each instance runs in the foreground, one process, on a free port of
 127.0.0.1 with its files in a temporary directory. The file is only
@@ -29,12 +30,22 @@ CONF = os.path.join(ROOT, "docs", "nginx.conf")
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
-def nginx_conf(tmp: str, port: int, app_port: int, location: tuple = (), server: tuple = (), by_path: bool = False) -> str:
+def nginx_conf(
+    tmp: str,
+    port: int,
+    app_port: int,
+    location: tuple = (),
+    server: tuple = (),
+    by_path: bool = False,
+    tls: Optional[tuple[int, str, str]] = None,
+) -> str:
     """docs/nginx.conf with the documented substitutions. ``location`` lines
     are added at the top of ``location /``, ``server`` lines replace the
     server block's line for the same directive or are added at its top
     (every location inherits them); ``by_path`` uncomments
-    the file's `proxy_buffering off` location for the two streams."""
+    the file's `proxy_buffering off` location for the two streams; ``tls``,
+    ``(port, certificate, key)``, uncomments the server's three HTTP/2 over
+    TLS lines with that port and those files."""
     with open(CONF, encoding="utf-8") as f:
         text = f.read()
 
@@ -64,6 +75,11 @@ def nginx_conf(tmp: str, port: int, app_port: int, location: tuple = (), server:
             r"^(\s*)# (location ~ \^/\(ticker\|chat/events\)\$ \{\n(?:\1#     .*\n)+\1)# \}$",
             lambda m: m.group(1) + re.sub(rf"^{m.group(1)}# ", m.group(1), m.group(2), flags=re.M) + "}",
         )
+    if tls is not None:
+        tls_port, certificate, key = tls
+        sub(r"^(\s*)# listen 8443 ssl http2;$", rf"\g<1>listen {HOST}:{tls_port} ssl http2;")
+        sub(r"^(\s*)# ssl_certificate \S+;$", rf"\g<1>ssl_certificate {certificate};")
+        sub(r"^(\s*)# ssl_certificate_key \S+;$", rf"\g<1>ssl_certificate_key {key};")
     live = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
     assert not re.search(r"/var/|/run/", live), "the test config would still write outside its directory"
     return text
@@ -72,14 +88,22 @@ def nginx_conf(tmp: str, port: int, app_port: int, location: tuple = (), server:
 class Nginx:
     """Debian's nginx on docs/nginx.conf, in the foreground, one process."""
 
-    def __init__(self, app_port: int, start_timeout: float = 10.0, **changes) -> None:
+    def __init__(
+        self, app_port: int, start_timeout: float = 10.0, tls: Optional[tuple[str, str]] = None, **changes
+    ) -> None:
+        """``tls``, ``(certificate, key)`` (PEM files): also serve HTTP/2 over
+        TLS, on ``tls_port``."""
         self.tmp = tempfile.mkdtemp(prefix="nginx-comet-")
+        self.tls_port: Optional[int] = None
         self.process: Optional[subprocess.Popen] = None
         self._stderr = open(os.path.join(self.tmp, "stderr"), "w+b")
         try:
             # The free port may be taken between the probe and nginx's bind.
             for _attempt in range(3):
                 self.port = free_port()
+                if tls is not None:
+                    self.tls_port = free_port()
+                    changes["tls"] = (self.tls_port, *tls)
                 self.conf = os.path.join(self.tmp, "nginx.conf")
                 with open(self.conf, "w", encoding="utf-8") as f:
                     f.write(nginx_conf(self.tmp, self.port, app_port, **changes))

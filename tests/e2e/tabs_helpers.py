@@ -8,11 +8,17 @@
   given, so a test can count exactly what every tab shows and how many
   streams the browser holds, without the page's own dedupe in between.
 - Tabs: ``open_tabs``, ``leader_of``, ``roles``, ``in_each``.
+- ``throwaway_certificate``: for nginx's HTTP/2, which browsers speak only
+  over TLS.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
+import os
+import subprocess
 import time
 from typing import Callable, Iterator
 from unittest import mock
@@ -209,3 +215,25 @@ class Harness(ScriptedServer):
 def shown(driver: webdriver.Chrome) -> list[str]:
     """Every event the harness page in the current tab has shown, in order."""
     return driver.execute_script("return window.__shown")
+
+
+# --- A throwaway certificate ------------------------------------------------
+
+
+def throwaway_certificate(directory: str) -> tuple[str, str, str]:
+    """A self-signed certificate for 127.0.0.1, made with openssl in
+    ``directory``, valid one day: ``(certificate, key, spki)``, where
+    ``spki`` is the base64 SHA-256 of its public key, what Chromium's
+    ``--ignore-certificate-errors-spki-list`` accepts it by (and nothing else)."""
+    certificate = os.path.join(directory, "cert.pem")
+    key = os.path.join(directory, "key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", key, "-out", certificate, "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    public_key = subprocess.run(
+        ["openssl", "pkey", "-in", key, "-pubout", "-outform", "DER"], check=True, capture_output=True, timeout=30
+    ).stdout
+    return certificate, key, base64.b64encode(hashlib.sha256(public_key).digest()).decode("ascii")
