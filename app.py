@@ -21,7 +21,7 @@ from tornado.options import define, options, parse_command_line
 from comet.clients import Clients
 from comet.engine import open_engine
 from handlers.base import log_request
-from handlers.chat import EventsHandler, GetHandler, PostHandler, SinceHandler
+from handlers.chat import ChatNotFoundHandler, EventsHandler, GetHandler, PostHandler, SinceHandler
 from handlers.pages import NotFoundHandler, PageHandler, StaticFiles, StatusHandler
 from handlers.ticker import TickerHandler
 
@@ -82,8 +82,12 @@ class CometApp(tornado.web.Application):
                 (r"/chat/since/([0-9]+)", SinceHandler, chat),
                 (r"/chat/events", EventsHandler, dict(source=self.history, kind="chat.streams") | held),
                 (r"/ticker", TickerHandler, dict(source=self.prices, kind="ticker.streams") | held),
+                (r"/chat/.*", ChatNotFoundHandler, chat),  # /chat/get/abc too: not cached
             ],
             default_handler_class=NotFoundHandler,
+            # A POST from another site's page is refused with a 403: Go's
+            # CrossOriginProtection rule (Sec-Fetch-Site, else Origin vs Host).
+            cross_origin_protection=True,
             template_path=os.path.join(HERE, "templates"),
             static_path=os.path.join(HERE, "static"),
             static_handler_class=StaticFiles,

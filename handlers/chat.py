@@ -76,37 +76,39 @@ class PostHandler(ChatHandler):
     as soon as it passes ``--max-body``, without being kept in memory.
     """
 
+    FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
     def prepare(self) -> None:
-        self.body = bytearray()
+        # A post from another site's page was refused (403) before this, by
+        # the application's cross_origin_protection.
+        self.body: Optional[bytearray] = None  # None: refused, the rest is not read
         limit = self.settings["max_body"]
         length = self.request.headers.get("Content-Length")
         if length is None:
             # Chunked: the size is known only as it arrives (data_received).
             self.request.connection.set_max_body_size(1 << 40)
-            return
-        if not length.isdigit():
+        elif not length.isdigit():
             raise tornado.web.HTTPError(400, "Content-Length is not a number")
-        if int(length) > limit:
+        elif int(length) > limit:
             # Let Tornado start on the body instead of answering a bare 400;
             # it closes the connection once our 413 is out, unread.
             self.request.connection.set_max_body_size(int(length))
             raise tornado.web.HTTPError(413, "the body is over %d bytes", limit)
-        self.request.connection.set_max_body_size(limit)
+        else:
+            self.request.connection.set_max_body_size(limit)
+        self.body = bytearray()
 
     def data_received(self, chunk: bytes) -> None:
-        if self._finished:
+        if self.body is None:
             return
         self.body += chunk
         if len(self.body) > self.settings["max_body"]:
+            self.body = None
             self.send_error(413, message=f"the body is over {self.settings['max_body']} bytes")
 
     # tutorial: chat-post
     async def post(self) -> None:
-        arguments: dict[str, list[bytes]] = {}
-        tornado.httputil.parse_body_arguments(
-            self.request.headers.get("Content-Type", ""), bytes(self.body), arguments, {}, self.request.headers
-        )
-        raw = arguments.get("message", [b""])[0]
+        raw = self.read_form().get("message", [b""])[0]
         try:
             message = raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -121,6 +123,33 @@ class PostHandler(ChatHandler):
             raise tornado.web.HTTPError(503, "the chat store is unavailable: %s", error)
         self.write({"id": number})
     # end tutorial: chat-post
+
+    def read_form(self) -> dict[str, list[bytes]]:
+        """The fields of the body, which must be a well-formed form of its
+        declared type, or a 400 saying what is wrong with it. Tornado's parser
+        raises on any flaw (a multipart body without its boundary,
+        unterminated, a part without headers or name, a compressed body);
+        before Tornado 6.5 it logged a warning and kept the parts it had read."""
+        kind, _, parameters = self.request.headers.get("Content-Type", "").partition(";")
+        kind = kind.strip().lower()  # media types are case-insensitive; Tornado's test is not
+        if kind not in self.FORM_TYPES:
+            raise tornado.web.HTTPError(400, "the body is not a form (%s)", " or ".join(self.FORM_TYPES))
+        fields: dict[str, list[bytes]] = {}
+        try:
+            tornado.httputil.parse_body_arguments(
+                f"{kind};{parameters}", bytes(self.body), fields, {}, self.request.headers
+            )
+        except tornado.httputil.HTTPInputError as error:
+            raise tornado.web.HTTPError(400, "%s", error) from None
+        return fields
+
+
+class ChatNotFoundHandler(ChatHandler):
+    """Any other path under /chat/ (``/chat/get/abc``, ``/chat/get/-1``):
+    a 404 that is not cached either, like every answer under /chat/."""
+
+    def prepare(self) -> None:
+        raise tornado.web.HTTPError(404, "no such chat resource")
 
 
 class GetHandler(ChatHandler, HoldingHandler):
