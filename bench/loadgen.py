@@ -549,6 +549,349 @@ async def chat(args, targets: list[tuple[str, int]]) -> dict:
                 reset_on_close(poll.transport)
 
 
+# --- the restart: N EventSource clients while the server restarts --------------
+
+NETSTAT_FIELDS = ("ListenOverflows", "ListenDrops", "TCPSynRetrans", "TCPReqQFullDrop", "TCPTimeouts",
+                  "SyncookiesSent")
+STREAM_END = b"0\r"  # the line of the chunked body's last chunk (every frame ends in "\n")
+
+
+def netstat() -> dict:
+    """The TcpExt counters of this network namespace (what ``nstat`` reads).
+    The loopback has both ends in it: the server's dropped SYNs
+    (ListenOverflows, ListenDrops) and the clients' SYN retransmits."""
+    counters = {}
+    try:
+        with open("/proc/net/netstat") as table:
+            lines = table.read().splitlines()
+    except OSError:
+        return counters
+    for names, values in zip(lines[::2], lines[1::2]):
+        if names.startswith("TcpExt:"):
+            counters.update(zip(names.split()[1:], map(int, values.split()[1:])))
+    return {name: counters.get(name) for name in NETSTAT_FIELDS}
+
+
+class StormRun:
+    """Every client of one restart, and what happened to each attempt."""
+
+    def __init__(self, n: int, address: tuple[str, int], request: bytes) -> None:
+        self.n, self.address, self.request = n, address, request
+        self.clients: list["Browser"] = []
+        self.watching = False       # from "ready" on, attempts are recorded
+        self.attempts: list[float] = []
+        self.failures: dict[str, int] = {}
+        self.old_exit: Optional[float] = None  # set when run.py says the new process is up
+        self.back = 0
+        self.given_up = 0
+        self.all_back = asyncio.Event()
+        self.max_id = 0
+        self.retries_seen: list[int] = []
+
+    def failed(self, kind: str) -> None:
+        if self.watching:
+            self.failures[kind] = self.failures.get(kind, 0) + 1
+
+    def check_done(self) -> None:
+        if self.back + self.given_up >= self.n:
+            self.all_back.set()
+
+
+class Browser:
+    """One EventSource, as a browser runs it: ``retry:`` sets the delay, the
+    id it holds goes out as ``Last-Event-ID``, a refused or dropped
+    connection is tried again after the delay, and a non-200 answer or a
+    wrong Content-Type ends it for good (it gave up)."""
+
+    def __init__(self, run: StormRun) -> None:
+        self.run = run
+        self.last_id: Optional[bytes] = None
+        self.retry_ms = 3000  # the browsers' default until a retry: field says otherwise
+        self.gave_up: Optional[str] = None
+        self.log: list[list] = []  # per attempt since "ready": [start, connected, first event, outcome]
+        self.back_at: Optional[float] = None
+        self.connected: Optional[asyncio.Future] = None
+
+    def start(self) -> None:
+        asyncio.get_running_loop().create_task(self.attempt())
+
+    def again(self) -> None:
+        if self.gave_up is None:
+            asyncio.get_running_loop().call_later(self.retry_ms / 1000, self.start)
+
+    async def attempt(self) -> None:
+        loop, run = asyncio.get_running_loop(), self.run
+        started = time.monotonic()
+        entry = [started, None, None, None]
+        if run.watching:
+            run.attempts.append(started)
+            self.log.append(entry)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            await loop.sock_connect(sock, run.address)
+            entry[1] = time.monotonic()
+            await loop.create_connection(lambda: BrowserStream(self, entry), sock=sock)
+        except OSError as error:
+            sock.close()
+            kind = "refused" if isinstance(error, ConnectionRefusedError) else type(error).__name__
+            entry[3] = kind
+            run.failed(kind)
+            if self.connected is not None and not self.connected.done():
+                self.connected.set_exception(error)
+            self.again()
+
+    def event(self, entry: list, event_id: bytes, now: float) -> None:
+        self.last_id = event_id
+        if entry[2] is None:
+            entry[2] = now
+            run = self.run
+            if run.old_exit is not None and self.back_at is None and entry[1] > run.old_exit:
+                self.back_at = now
+                run.back += 1
+                run.check_done()
+        if self.connected is not None and not self.connected.done():
+            self.connected.set_result(now)
+
+
+class BrowserStream(asyncio.Protocol):
+    """One connection of a ``Browser``: the request, the head, then lines."""
+
+    def __init__(self, browser: Browser, entry: list) -> None:
+        self.browser, self.entry = browser, entry
+        self.transport: Optional[asyncio.Transport] = None
+        self.head = b""
+        self.buffer = b""
+        self.in_body = False
+        self.ended = False
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        request = self.browser.run.request
+        if self.browser.last_id is not None:
+            request = request[:-2] + b"Last-Event-ID: " + self.browser.last_id + b"\r\n\r\n"
+        transport.write(request)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.monotonic()
+        browser = self.browser
+        if not self.in_body:
+            self.head += data
+            end = self.head.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = self.head[:end].lower()
+            if not head.startswith(b"http/1.1 200 ") or b"content-type: text/event-stream" not in head:
+                browser.gave_up = head.split(b"\r\n", 1)[0].decode("latin-1")
+                self.finish("gave up")
+                browser.run.failed("gave up: " + browser.gave_up)
+                browser.run.given_up += 1
+                browser.run.check_done()
+                return
+            self.entry[3] = "ok"
+            data, self.head, self.in_body = self.head[end + 4:], b"", True
+        data = self.buffer + data
+        lines = data.split(b"\n")
+        self.buffer = lines.pop()
+        for line in lines:
+            if line.startswith(b"id: "):
+                browser.event(self.entry, line[4:], now)
+            elif line.startswith(b"retry: "):
+                browser.retry_ms = int(line[7:])
+                if browser.run.watching:
+                    browser.run.retries_seen.append(browser.retry_ms)
+            elif line == STREAM_END:  # the response ended: the server closes it
+                self.finish("ended")
+                browser.again()
+                return
+
+    def finish(self, outcome: str) -> None:
+        self.ended = True
+        if self.entry[3] != "ok":
+            self.entry[3] = outcome
+        reset_on_close(self.transport)
+
+    def connection_lost(self, exc) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        browser = self.browser
+        if not self.in_body:
+            self.entry[3] = "closed before the response"
+            browser.run.failed(self.entry[3])
+            if browser.connected is not None and not browser.connected.done():
+                browser.connected.set_exception(ConnectionError("closed before the response"))
+        browser.again()
+
+
+async def read_line_from_stdin() -> dict:
+    line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    if not line:
+        raise ConnectionError("run.py closed our stdin before the restart")
+    return json.loads(line)
+
+
+async def restart(args, targets: list[tuple[str, int]]) -> dict:
+    """N browsers on /ticker; "ready" on stdout once every one holds a price
+    and the ids have passed ``--restart-min-id``; then run.py restarts the
+    server and writes one JSON line on stdin (the times of SIGTERM, of the
+    old process's exit and of the new one's first line, and its pid). A
+    client is back when a connection it made after the old process exited
+    delivered a price."""
+    [(host, port)] = targets
+    [old_pid] = args.pid
+    run = StormRun(args.n, (host, port), (f"GET /ticker HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                                          "Accept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n").encode())
+    result: dict = {"scenario": "restart", "n": args.n}
+    loop = asyncio.get_running_loop()
+
+    async def open_one(index: int):
+        browser = Browser(run)
+        browser.connected = loop.create_future()
+        run.clients.append(browser)
+        browser.start()
+        await browser.connected
+        browser.connected = None
+
+    try:
+        started = time.monotonic()
+        opened, errors = await open_many(args.n, args.concurrency, started + args.connect_timeout, open_one)
+        result.update(connect_seconds=time.monotonic() - started, connect_errors=len(errors))
+        if errors:
+            result["error"] = f"{len(errors)} of {args.n} did not connect: {errors[:3]}"
+            return result
+        # Wait until the ids are past what the new process will reach while
+        # they come back: a client whose id equals the new K waits a tick.
+        deadline = time.monotonic() + args.restart_min_id * args.tick_interval * 2 + 10
+        while min(int(c.last_id) for c in run.clients) < args.restart_min_id:
+            if time.monotonic() > deadline:
+                raise asyncio.TimeoutError("the ticker ids did not reach --restart-min-id")
+            await asyncio.sleep(0.05)
+        old_id = max(int(c.last_id) for c in run.clients)
+        held = sorted(c.retry_ms for c in run.clients)  # the delay each will wait after SIGTERM
+        before = netstat()
+        run.watching = True
+        own_start = own_cpu_seconds()
+        print(json.dumps({"ready": True, "old_id": old_id}), flush=True)
+
+        restarted = await asyncio.wait_for(read_line_from_stdin(), args.connect_timeout)
+        new_pid, first_line = restarted["pid"], restarted["first_line"]
+        run.old_exit = restarted["old_exit"]
+        cpu_at_first_line = restarted["cpu_at_first_line"]
+        for browser in run.clients:  # connections that delivered before the news came
+            for entry in browser.log:
+                if entry[1] is not None and entry[1] > run.old_exit and entry[2] is not None:
+                    browser.back_at = entry[2]
+                    run.back += 1
+                    break
+        run.check_done()
+
+        samples = []  # (time, server CPU s, clients back, loadgen CPU s)
+        async def sample():
+            while True:
+                try:
+                    cpu = cpu_seconds(new_pid)
+                except (OSError, IndexError):
+                    cpu = None
+                samples.append((time.monotonic(), cpu, run.back, own_cpu_seconds()))
+                await asyncio.sleep(0.1)
+        sampler = loop.create_task(sample())
+        try:
+            await asyncio.wait_for(run.all_back.wait(), max(1.0, first_line + args.restart_deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            pass
+        ended = time.monotonic()
+        sampler.cancel()
+        samples.append((ended, cpu_seconds(new_pid), run.back, own_cpu_seconds()))
+        server_cpu_end = cpu_seconds(new_pid)
+        own_end = own_cpu_seconds()
+        after = netstat()
+        return restart_result(result, run, restarted, old_id, held, before, after, samples, ended,
+                              server_cpu_end - cpu_at_first_line, own_end - own_start)
+    except (asyncio.TimeoutError, ConnectionError) as error:
+        result["error"] = f"{type(error).__name__}: {error}"
+        return result
+    finally:
+        for browser in run.clients:
+            browser.gave_up = browser.gave_up or "the run ended"
+        # Whatever is still open: reset (the new server is stopped by run.py).
+
+
+def restart_result(result: dict, run: StormRun, restarted: dict, old_id: int, held: list[int],
+                   before: dict, after: dict,
+                   samples: list, ended: float, server_cpu: float, loadgen_cpu: float) -> dict:
+    """The figures of one restart, times relative to the new process's first line."""
+    first_line = restarted["first_line"]
+    since = lambda t: None if t is None else t - first_line
+    back = sorted(b.back_at - first_line for b in run.clients if b.back_at is not None)
+    gave_up = [b.gave_up for b in run.clients if b.gave_up and b.gave_up != "the run ended"]
+    bucket = 0.1
+    origin = restarted["sigterm"] - first_line
+    counts: list[int] = []
+    for at in run.attempts:
+        index = max(0, int((at - first_line - origin) // bucket))
+        counts.extend([0] * (index + 1 - len(counts)))
+        counts[index] += 1
+    last_back = max(back) if back else None
+    window = (last_back if last_back is not None else ended - first_line)
+    # The client that came back last: its attempts since SIGTERM.
+    last = None
+    latest = max((b for b in run.clients if b.back_at is not None), key=lambda b: b.back_at, default=None)
+    if latest is not None:
+        log = latest.log
+        good = next(e for e in log if e[1] is not None and e[1] > run.old_exit and e[2] is not None)
+        last = dict(
+            attempts=len(log),
+            refused=sum(1 for e in log if e[3] == "refused"),
+            first_attempt_s=since(log[0][0]) if log else None,
+            attempt_s=since(good[0]),
+            connect_s=good[1] - good[0],
+            connected_to_price_s=good[2] - good[1],
+            back_s=since(good[2]),
+            retry_ms=latest.retry_ms,
+        )
+    connects = [e[1] - e[0] for b in run.clients for e in b.log if e[1] is not None]
+    cpu_timeline, back_timeline = [], []
+    for (t0, c0, _, l0), (t1, c1, b1, l1) in zip(samples, samples[1:]):
+        if c0 is not None and c1 is not None:
+            cpu_timeline.append([round(since(t1), 3), round((c1 - c0) / (t1 - t0), 3), round((l1 - l0) / (t1 - t0), 3)])
+        back_timeline.append([round(since(t1), 3), b1])
+    retries = sorted(run.retries_seen)
+    result.update(
+        old_id=old_id,
+        sigterm_to_exit_s=restarted["old_exit"] - restarted["sigterm"],
+        exit_to_first_line_s=first_line - restarted["old_exit"],
+        back=len(back),
+        not_back=run.n - len(back) - len(gave_up),
+        gave_up=len(gave_up),
+        gave_up_sample=gave_up[:3],
+        back_median_s=statistics.median(back) if back else None,
+        back_p99_s=percentile(back, 0.99),
+        back_last_s=last_back,
+        attempts=len(run.attempts),
+        failed_attempts=sum(run.failures.values()),
+        failures=run.failures,
+        attempts_origin_s=origin,
+        attempts_per_100ms=counts,
+        peak_attempts_per_100ms=max(counts) if counts else 0,
+        connects_over_1s=sum(1 for c in connects if c >= 0.9),
+        connect_max_s=max(connects) if connects else None,
+        server_cpu_s=server_cpu,
+        server_busy=server_cpu / window if window and window > 0 else None,
+        server_cpu_us_per_client=server_cpu / max(1, len(back)) * 1e6,
+        loadgen_cpu_s=loadgen_cpu,
+        retry_ms_seen=[retries[0], statistics.median(retries), retries[-1]] if retries else None,
+        retry_ms_at_sigterm=[min(held), statistics.median(held), max(held)],
+        netstat={k: (after[k] - before[k]) if after.get(k) is not None and before.get(k) is not None else None
+                 for k in NETSTAT_FIELDS},
+        last_client=last,
+        cpu_timeline=cpu_timeline,
+        back_timeline=back_timeline,
+        collision=(max(int(b.last_id) for b in run.clients if b.last_id) >= old_id),
+    )
+    return result
+
+
 async def main(args) -> dict:
     targets = []
     for url in map(urlsplit, args.url):
@@ -557,7 +900,7 @@ async def main(args) -> dict:
         targets.append((url.hostname, url.port))
     for host, port in targets:
         await wait_until_ready(host, port, time.monotonic() + 20)
-    scenario = ticker if args.scenario == "ticker" else chat
+    scenario = {"ticker": ticker, "chat": chat, "restart": restart}[args.scenario]
     result = await scenario(args, targets)
     result["loop"] = type(asyncio.get_running_loop()).__module__.split(".")[0]
     return result
@@ -571,7 +914,7 @@ def parse_args(argv=None):
                         help="the server process, for CPU and RSS; repeat it to sum over several")
     parser.add_argument("--other-pid", type=int, action="append", default=[],
                         help="a process whose CPU over the window is reported apart (redis-server)")
-    parser.add_argument("--scenario", choices=("ticker", "chat"), default="ticker")
+    parser.add_argument("--scenario", choices=("ticker", "chat", "restart"), default="ticker")
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--events", type=int, default=10, help="ticker events measured")
     parser.add_argument("--rounds", type=int, default=5, help="chat posts measured")
@@ -579,14 +922,18 @@ def parse_args(argv=None):
     parser.add_argument("--concurrency", type=int, default=100, help="connections being opened at once")
     parser.add_argument("--connect-timeout", type=float, default=120.0)
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    parser.add_argument("--restart-min-id", type=int, default=20,
+                        help="restart: the ticker id every client must hold before the restart")
+    parser.add_argument("--restart-deadline", type=float, default=60.0,
+                        help="restart: seconds after the new process's first line before the clients not back are counted")
     parser.add_argument("--profile", metavar="PATH", help="py-spy the server over the measured window, to PATH")
     return parser.parse_args(argv)
 
 
 if __name__ == "__main__":
     args = parse_args()
-    if args.scenario == "chat" and (len(args.url) > 1 or len(args.pid) > 1):
-        raise SystemExit("the chat scenario targets one server")
+    if args.scenario in ("chat", "restart") and (len(args.url) > 1 or len(args.pid) > 1):
+        raise SystemExit(f"the {args.scenario} scenario targets one server")
     hard = raise_open_file_limit()
     if args.n + 100 > hard:
         raise SystemExit(f"N = {args.n} needs more open files than the hard limit ({hard})")

@@ -30,16 +30,21 @@ import os
 import platform
 import re
 import resource
+import select
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from loadgen import cpu_seconds
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -56,7 +61,11 @@ SERVERS = {
 }
 OURS, FLOOR = "tornado", "floor"
 PEERS = ("sse-starlette", "aiohttp-sse")
-SCENARIOS = ("ticker", "chat", "redis")
+SCENARIOS = ("ticker", "chat", "redis", "restart")
+# The restart scenario: our server restarted under N EventSource clients, once
+# per row, back to back. The flags are passed only when app.py has them.
+RESTART_RUNS = [("jitter off", ["--retry-jitter=0"]), ("default", [])]
+RESTART_N = [5000, 10000]
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 # The redis scenario: (label, processes, --redis, where each process runs,
@@ -94,26 +103,58 @@ class Runner:
     def maybe_pinned(self, cpu, command: list[str]) -> list[str]:
         return command if cpu is None else self.pinned(cpu, command)
 
-    def start_server(self, name: str, log_path: Path, cpu=None, extra: tuple = ()) -> tuple[subprocess.Popen, str]:
+    def start_server(self, name: str, log_path: Path, cpu=None, extra: tuple = (),
+                     port: int = 0) -> tuple[subprocess.Popen, str]:
+        """Start one server; return once it has printed its URL (it listens
+        by then). ``process.listening_at`` is when that line came, on the
+        monotonic clock every process here shares. ``port`` (ours only)
+        replaces ``--port=0``."""
         command = [arg.format(tick=self.args.tick_interval) for arg in SERVERS[name]] + list(extra)
-        log = open(log_path, "w")
+        if port:
+            command = [f"--port={port}" if arg == "--port=0" else arg for arg in command]
         process = subprocess.Popen(
             self.maybe_pinned(self.args.server_cpu if cpu is None else cpu, [sys.executable, *command]),
             cwd=self.args.app if name == OURS else ROOT,
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=dict(os.environ, PYTHONUNBUFFERED="1"),
         )
-        log.close()
         self.started.append(process)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            found = URL_LINE.search(log_path.read_text(errors="replace"))
-            if found:
-                return process, found.group(1)
-            if process.poll() is not None:
-                break
-            time.sleep(0.1)
+        found: dict = {}
+        listening = threading.Event()
+
+        def copy_to_log() -> None:  # until the server exits
+            with open(log_path, "wb") as log:
+                for line in process.stdout:
+                    if not found:
+                        url = URL_LINE.match(line.decode("latin-1").strip())
+                        if url:
+                            found.update(url=url.group(1), at=time.monotonic())
+                            listening.set()
+                    log.write(line)
+                    log.flush()
+            listening.set()
+
+        threading.Thread(target=copy_to_log, daemon=True).start()
+        if listening.wait(30) and found:
+            process.listening_at = found["at"]
+            return process, found["url"]
         raise RuntimeError(f"{name} did not print its URL; see {log_path}")
+
+    def stop_timed(self, process: subprocess.Popen) -> float:
+        """SIGTERM, and the moment the process is gone (SIGKILL after
+        --grace), read from a pidfd rather than by polling."""
+        pidfd = os.pidfd_open(process.pid)
+        try:
+            process.send_signal(signal.SIGTERM)
+            if not select.select([pidfd], [], [], self.args.grace)[0]:
+                process.kill()
+                select.select([pidfd], [], [], 10)
+            gone = time.monotonic()
+        finally:
+            os.close(pidfd)
+        process.wait(timeout=10)
+        self.started.remove(process)
+        return gone
 
     def stop(self, process: subprocess.Popen) -> None:
         if process.poll() is None:
@@ -206,6 +247,58 @@ class Runner:
                 if redis_process is not None:
                     self.stop(redis_process)
 
+    def measure_restart(self, n: int, label: str, flags: list[str]) -> dict:
+        """Our server under N browsers on /ticker, SIGTERMed and started again
+        on the same port once they all hold a price; the load generator
+        reports how they came back (``loadgen.py``'s ``restart``)."""
+        args = self.args
+        slug = label.replace(" ", "-")
+        process, url = self.start_server(OURS, self.logs / f"tornado-restart-{n}-{slug}-old.log", extra=flags)
+        loadgen = new = None
+        try:
+            command = [
+                sys.executable, str(BENCH / "loadgen.py"), "--url", url, "--pid", str(process.pid),
+                "--scenario", "restart", "--n", str(n), "--tick-interval", str(args.tick_interval),
+                "--concurrency", str(args.concurrency), "--connect-timeout", str(args.connect_timeout),
+                "--restart-min-id", str(args.restart_min_id), "--restart-deadline", str(args.restart_deadline),
+            ]
+            with open(self.logs / f"loadgen-restart-{n}-{slug}.log", "w") as errors:
+                loadgen = subprocess.Popen(self.pinned(args.client_cpu, command), cwd=ROOT, text=True,
+                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors)
+            budget = args.connect_timeout + args.restart_min_id * args.tick_interval * 2 + 30
+            if not select.select([loadgen.stdout], [], [], budget)[0]:
+                return {"scenario": "restart", "n": n, "error": f"no clients ready within {budget:.0f} s"}
+            ready = json.loads(loadgen.stdout.readline() or "{}")
+            if not ready.get("ready"):
+                loadgen.stdin.close()
+                out = loadgen.communicate(timeout=30)[0].strip().splitlines()
+                return json.loads(out[-1]) if out else {
+                    "scenario": "restart", "n": n, "error": f"the load generator exited {loadgen.returncode}"}
+            sigterm = time.monotonic()
+            old_exit = self.stop_timed(process)
+            new, _ = self.start_server(OURS, self.logs / f"tornado-restart-{n}-{slug}-new.log",
+                                       extra=flags, port=urlsplit(url).port)
+            restarted = dict(sigterm=sigterm, old_exit=old_exit, first_line=new.listening_at, pid=new.pid,
+                             cpu_at_first_line=cpu_seconds(new.pid))
+            loadgen.stdin.write(json.dumps(restarted) + "\n")
+            loadgen.stdin.flush()
+            out = loadgen.communicate(timeout=args.restart_deadline + 60)[0].strip().splitlines()
+            if loadgen.returncode != 0 or not out:
+                return {"scenario": "restart", "n": n, "error": f"the load generator exited {loadgen.returncode}"}
+            result = json.loads(out[-1])
+            if new.poll() is not None:
+                result["error"] = f"the new server exited ({new.returncode}) during the run"
+            return result
+        except subprocess.TimeoutExpired:
+            return {"scenario": "restart", "n": n, "error": "the load generator did not finish in time"}
+        finally:
+            if loadgen is not None and loadgen.poll() is None:
+                loadgen.kill()
+                loadgen.wait()
+            for server in (process, new):
+                if server is not None:
+                    self.stop(server)
+
     def measure(self, name: str, scenario: str, n: int) -> dict:
         """One server process, one scenario, one N: the load generator's figures."""
         log_path = self.logs / f"{name}-{scenario}-{n}.log"
@@ -280,8 +373,9 @@ def run(args) -> dict:
     if soft < hard:
         # Servers started from here inherit it; ours raises its own anyway.
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    if max(args.n) + 100 > hard:
-        raise SystemExit(f"N = {max(args.n)} needs more open files than the hard limit ({hard})")
+    largest = max(args.n + (args.restart_n if "restart" in args.scenarios else []))
+    if largest + 100 > hard:
+        raise SystemExit(f"N = {largest} needs more open files than the hard limit ({hard})")
     report = {
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": machine(),
@@ -291,13 +385,14 @@ def run(args) -> dict:
                     | {"pinned": not args.no_pin, "commands": SERVERS},
         "results": [],
         "redis_results": [],
+        "restart_results": [],
     }
     runner = Runner(args)
     began = time.monotonic()
     try:
         for n in args.n:
             for name in args.servers:
-                for scenario in [s for s in args.scenarios if s != "redis"]:
+                for scenario in [s for s in args.scenarios if s in ("ticker", "chat")]:
                     step = time.monotonic()
                     try:
                         result = runner.measure(name, scenario, n)
@@ -323,6 +418,22 @@ def run(args) -> dict:
                     report["redis_results"].append(result)
                     print(f"{setup[0]:>40} N={n:<6} {summary(result)}  ({time.monotonic() - step:.0f} s)",
                           flush=True)
+        if "restart" in args.scenarios:
+            jitter = has_flag(args.app, "--retry-jitter")
+            report["restart"] = {"n": args.restart_n, "retry_jitter_flag": jitter, "min_id": args.restart_min_id,
+                                 "deadline": args.restart_deadline, "runs": [label for label, _ in RESTART_RUNS]}
+            for n in args.restart_n:
+                for label, flags in RESTART_RUNS:
+                    step = time.monotonic()
+                    try:
+                        result = runner.measure_restart(n, label, flags if jitter else [])
+                    except (RuntimeError, OSError) as error:
+                        result = {"scenario": "restart", "n": n, "error": str(error)}
+                    result.update(scenario="restart", run=label, flags=flags if jitter else [],
+                                  ours=source_state(args.app))
+                    report["restart_results"].append(result)
+                    print(f"{'restart, ' + label:>24} N={n:<6} {summary(result)}  ({time.monotonic() - step:.0f} s)",
+                          flush=True)
     finally:
         runner.stop_all()
     report["seconds"] = round(time.monotonic() - began)
@@ -330,9 +441,23 @@ def run(args) -> dict:
     return report
 
 
+def has_flag(app: Path, flag: str) -> bool:
+    """Whether ``app.py --help`` lists ``flag`` (a flag that has not landed yet is not passed)."""
+    try:
+        done = subprocess.run([sys.executable, "app.py", "--help"], cwd=app, capture_output=True, text=True,
+                              timeout=30, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return re.search(rf"^\s*{re.escape(flag)}\b", done.stdout + done.stderr, re.MULTILINE) is not None
+
+
 def summary(result: dict) -> str:
     if "error" in result:
         return "ERROR: " + result["error"]
+    if result["scenario"] == "restart":
+        return (f"back median {result['back_median_s']:.2f} s, last {number(result['back_last_s'], 2)} s, "
+                f"peak {result['peak_attempts_per_100ms']} attempts/100 ms, {result['failed_attempts']} failed, "
+                f"{result['gave_up']} gave up, {result['not_back']} not back")
     if result["scenario"] in ("ticker", "redis"):
         return (f"connect {result['connect_seconds']:.2f} s, spread {result['spread_median_ms']:.1f}/"
                 f"{result['spread_p99_ms']:.1f} ms, cpu {result['server_cpu_ms_per_event']:.0f} ms/event, "
@@ -453,6 +578,8 @@ def markdown(report: dict) -> str:
                 out.append(f"| {n:,} | {label} | " + " | ".join(cells) + " |")
         out.append("")
         out += goal_lines(found, max(ns))
+    if report.get("restart_results"):
+        out += restart_markdown(report)
     errors = [r for r in report["results"] if "error" in r]
     if errors:
         out += ["## Runs that failed", ""]
@@ -587,6 +714,187 @@ def redis_markdown(report: dict) -> str:
     return "\n".join(out)
 
 
+# --- the restart storm ---------------------------------------------------------
+
+def restart_limit(result: dict) -> str:
+    """What held back the last client: its wait for the retry timer, its
+    connect (a dropped SYN is sent again after 1 s, then 3 s), or the time
+    from connected to its price (in the accept queue behind the others, or a
+    handshake whose last ACK the server's kernel dropped, the queue being
+    full, until its SYN-ACK was sent again)."""
+    last, busy = result.get("last_client"), result.get("server_busy")
+    if not last:
+        return "no client came back"
+    parts = {
+        "its retry timer": last["attempt_s"],
+        "connecting (SYN retransmits: the accept queue was full)": last["connect_s"],
+        "from connected to its price (queued for the server's CPU, or its handshake's last ACK "
+        "dropped and the SYN-ACK sent again)": last["connected_to_price_s"],
+    }
+    verdict = max(parts, key=parts.get)
+    busy_text = "n/a" if busy is None else f"{busy:.0%}"
+    return (f"mostly {verdict}. It came back {last['back_s']:.2f} s after the first line: {last['attempts']} "
+            f"attempt(s) since SIGTERM ({last['refused']} refused, retry {last['retry_ms']} ms); the one that "
+            f"worked started at {last['attempt_s']:+.2f} s, took {last['connect_s'] * 1000:.0f} ms to connect and "
+            f"{last['connected_to_price_s'] * 1000:.0f} ms more to a price; the server was busy {busy_text} of the "
+            f"time from its first line to the last client, {result['connects_over_1s']:,} connects took ≥ 0.9 s")
+
+
+RESTART_COLUMNS = [
+    ("retry: at SIGTERM, min / median / max (ms)",
+     lambda r: "/".join(f"{x:.0f}" for x in r["retry_ms_at_sigterm"])),
+    ("SIGTERM → old process gone (s)", lambda r: f"{r['sigterm_to_exit_s']:.2f}"),
+    ("gone → new first line (s)", lambda r: f"{r['exit_to_first_line_s']:.2f}"),
+    ("all back, median (s)", lambda r: number(r["back_median_s"], 2)),
+    ("all back, last (s)", lambda r: number(r["back_last_s"], 2)),
+    ("last back, from SIGTERM (s)", lambda r: number(None if r["back_last_s"] is None else
+                                                     r["back_last_s"] - r["attempts_origin_s"], 2)),
+    ("peak attempts per 100 ms", lambda r: f"{r['peak_attempts_per_100ms']:,}"),
+    ("attempts", lambda r: f"{r['attempts']:,}"),
+    ("failed attempts", lambda r: f"{r['failed_attempts']:,}"),
+    ("gave up", lambda r: f"{r['gave_up']:,}"),
+    ("not back in time", lambda r: f"{r['not_back']:,}"),
+]
+RESTART_COST_COLUMNS = [
+    ("server CPU, first line → last back (s)", lambda r: f"{r['server_cpu_s']:.2f}"),
+    ("server busy", lambda r: "n/a" if r["server_busy"] is None else f"{r['server_busy']:.0%}"),
+    ("server CPU per client back (µs)", lambda r: f"{r['server_cpu_us_per_client']:.0f}"),
+    ("load generator CPU (s)", lambda r: f"{r['loadgen_cpu_s']:.2f}"),
+    ("ListenOverflows / ListenDrops", lambda r: f"{r['netstat'].get('ListenOverflows')} / {r['netstat'].get('ListenDrops')}"),
+    ("SYN retransmits", lambda r: str(r["netstat"].get("TCPSynRetrans"))),
+    ("connects ≥ 0.9 s", lambda r: f"{r['connects_over_1s']:,}"),
+]
+
+
+def restart_markdown(report: dict) -> list[str]:
+    """The restart section: how N browsers came back, what it cost, and the goal."""
+    settings = report.get("restart", {})
+    results = report.get("restart_results", [])
+    found = {(r["n"], r["run"]): r for r in results if "error" not in r}
+    runs = settings.get("runs", [label for label, _ in RESTART_RUNS])
+    host = report["machine"]
+    out = [
+        "## Restart: N browsers on /ticker while the server restarts", "",
+        f"Our server holds N EventSource-like clients on `/ticker` (each honours `retry:`, resends "
+        "`Last-Event-ID`, tries a refused connection again after its retry delay, and gives up only on a "
+        "non-200 answer or a wrong Content-Type, as a browser does). Once every one holds a price with an id "
+        f"of at least {settings.get('min_id', '?')} (so that no id the new process reaches while they come "
+        "back matches one they hold), it is sent SIGTERM; when it has exited, the same command starts it "
+        "again on the same port, pinned like the first. Times are from the new process's first line on "
+        "stdout (its URL, printed once it listens) to each client's first price on a connection opened after "
+        "the old process exited. The two runs of each N are back to back.",
+        "",
+        f"- Load average at start {', '.join(f'{x:.2f}' for x in host['load_average_at_start'])}; at end "
+        f"{', '.join(f'{x:.2f}' for x in host.get('load_average_at_end', []))}. The machine is shared with "
+        "other work: runs vary by 20-30 %.",
+        "- Runs: " + "; ".join(f"**{label}**: `{' '.join(flags) or 'no flag'}`" for label, flags in RESTART_RUNS)
+        + (". " if settings.get("retry_jitter_flag", True) else
+           ". **This app.py has no `--retry-jitter`: both runs were started without it, so both send a "
+           "fixed retry.** ")
+        + "Plot: [bench-restart.png](bench-restart.png).",
+        "",
+        "| N | run | " + " | ".join(c[0] for c in RESTART_COLUMNS) + " |",
+        "| ---: | --- |" + " ---: |" * len(RESTART_COLUMNS),
+    ]
+    ns = sorted({r["n"] for r in results})
+    for n in ns:
+        for label in runs:
+            r = found.get((n, label))
+            out.append(f"| {n:,} | {label} | " + " | ".join(c[1](r) if r else "n/a" for c in RESTART_COLUMNS) + " |")
+    out += ["", "What the recovery cost, and the kernel's counters over it (ListenOverflows: SYNs or handshakes "
+            "dropped because the accept queue, backlog 1024, was full; SYN retransmits: the clients' kernels "
+            "sending a dropped SYN again, after 1 s, then 3 s; the counters are the whole machine's):", "",
+            "| N | run | " + " | ".join(c[0] for c in RESTART_COST_COLUMNS) + " |",
+            "| ---: | --- |" + " ---: |" * len(RESTART_COST_COLUMNS)]
+    for n in ns:
+        for label in runs:
+            r = found.get((n, label))
+            out.append(f"| {n:,} | {label} | " + " | ".join(c[1](r) if r else "n/a" for c in RESTART_COST_COLUMNS) + " |")
+    out += ["", "What limited the last client:", ""]
+    for n in ns:
+        for label in runs:
+            r = found.get((n, label))
+            if r:
+                out.append(f"- N = {n:,}, {label}: " + restart_limit(r)
+                           + (". Some ids may have matched: a client may have waited a tick." if r.get("collision") else "."))
+    out.append("")
+    if ns and len(runs) == 2:
+        n = max(ns)
+        off, on = found.get((n, runs[0])), found.get((n, runs[1]))
+        if off and on:
+            checks = [
+                ("with the default flags, no client gives up", on["gave_up"] == 0 and on["not_back"] == 0),
+                (f"peak attempts per 100 ms with jitter at most half of jitter off "
+                 f"({on['peak_attempts_per_100ms']:,} against {off['peak_attempts_per_100ms']:,})",
+                 on["peak_attempts_per_100ms"] * 2 <= off["peak_attempts_per_100ms"]),
+                (f"the last client back no later than with jitter off ({number(on['back_last_s'], 2)} s against "
+                 f"{number(off['back_last_s'], 2)} s)",
+                 on["back_last_s"] is not None and off["back_last_s"] is not None
+                 and on["back_last_s"] <= off["back_last_s"]),
+                (f"the last client back within 4.5 s of the new process's first line "
+                 f"({number(on['back_last_s'], 2)} s)", on["back_last_s"] is not None and on["back_last_s"] <= 4.5),
+            ]
+            out += [f"### The goal at N = {n:,}", ""]
+            out += [f"- {'met' if ok else 'NOT met'}: {label}" for label, ok in checks] + [""]
+    errors = [r for r in results if "error" in r]
+    if errors:
+        out += ["### Runs that failed", ""]
+        out += [f"- N={r['n']} {r.get('run', '?')}: {r['error']}" for r in errors] + [""]
+    return out
+
+
+def restart_page(report: dict) -> str:
+    """docs/bench-restart.md, for a run of the restart scenario."""
+    host, ours = report["machine"], report.get("ours", {})
+    return "\n".join([
+        "# Benchmark: the restart storm", "",
+        "Made by `make bench` (`bench/run.py`, scenario `restart`); how it measures: "
+        "[bench/README.md](../bench/README.md). Figures: [bench-restart.json](bench-restart.json).", "",
+        f"- Run: {report['started']}, {report.get('seconds', '?')} s; {host['cpus']} CPUs "
+        f"({host['cpu_model'] or 'unknown model'}), Python {host['python']}, Linux {host['kernel']}; "
+        f"tornado {host['packages'].get('tornado')}; ours at commit {ours.get('commit', 'unknown')}"
+        + (f", with uncommitted changes to {', '.join(ours['changed_files'])}" if ours.get("changed_files") else "")
+        + f"; server on CPU {report['settings']['server_cpu']}, load generator on CPU {report['settings']['client_cpu']}.",
+        "",
+    ] + restart_markdown(report)[1:])
+
+
+def restart_plot(report: dict, path: Path) -> None:
+    """Attempts per 100 ms, clients back and server CPU over time: both runs of each N in one panel."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = [r for r in report["restart_results"] if "error" not in r]
+    ns = sorted({r["n"] for r in results})
+    if not ns:
+        return
+    figure, axes = plt.subplots(3, len(ns), figsize=(6 * len(ns), 9), constrained_layout=True, squeeze=False,
+                                sharex="col")
+    for column, n in enumerate(ns):
+        for r in [r for r in results if r["n"] == n]:
+            style = dict(label=r["run"], linewidth=1.5)
+            counts = r["attempts_per_100ms"]
+            xs = [r["attempts_origin_s"] + 0.1 * i for i in range(len(counts))]
+            axes[0][column].step(xs, counts, where="post", **style)
+            back = r["back_timeline"]
+            axes[1][column].plot([t for t, _ in back], [100 * b / n for _, b in back], **style)
+            cpu = r["cpu_timeline"]
+            axes[2][column].plot([t for t, _, _ in cpu], [100 * c for _, c, _ in cpu], **style)
+        axes[0][column].set_title(f"N = {n:,}: connection attempts per 100 ms")
+        axes[1][column].set_title("clients holding a price from the new process (%)")
+        axes[2][column].set_title("new server's CPU (% of one core, per 100 ms)")
+        for axis in axes[:, column]:
+            axis.axvline(0, color="grey", linewidth=0.8, linestyle=":")
+            axis.set_xlabel("seconds since the new process's first line")
+            axis.grid(True, alpha=0.3)
+            axis.set_ylim(bottom=0)
+            axis.legend()
+    figure.suptitle(f"Restarting the server under N EventSource clients ({report['started'][:10]})")
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
 # --- the plot --------------------------------------------------------------------
 
 def plot(report: dict, path: Path) -> None:
@@ -629,7 +937,7 @@ def plot(report: dict, path: Path) -> None:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Run the Comet benchmark and write docs/bench.md and docs/bench.png.")
-    parser.add_argument("--n", type=int, nargs="+", default=[1000, 5000, 10000])
+    parser.add_argument("--n", type=int, nargs="+")
     parser.add_argument("--events", type=int, default=15, help="ticker events measured per run")
     parser.add_argument("--rounds", type=int, default=5, help="chat posts measured per run")
     parser.add_argument("--tick-interval", type=float, default=1.0)
@@ -638,7 +946,14 @@ def parse_args(argv=None):
                         help="the checkout whose app.py is 'tornado' (to compare two versions of ours)")
     parser.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS),
                         help="redis: our ticker on one process and on two sharing it through Redis "
-                             "(docs/bench-redis.md)")
+                             "(docs/bench-redis.md); restart: our server restarted under N browsers "
+                             "(docs/bench-restart.md)")
+    parser.add_argument("--restart-n", type=int, nargs="+",
+                        help=f"N for the restart scenario (default {' '.join(map(str, RESTART_N))}, or --n when given)")
+    parser.add_argument("--restart-min-id", type=int, default=20,
+                        help="restart: the ticker id every client holds before SIGTERM")
+    parser.add_argument("--restart-deadline", type=float, default=60.0,
+                        help="restart: seconds after the new process's first line until the clients not back are counted")
     parser.add_argument("--concurrency", type=int, default=100, help="connections being opened at once")
     parser.add_argument("--connect-timeout", type=float, default=90.0)
     parser.add_argument("--server-cpu", type=int, default=0)
@@ -650,7 +965,10 @@ def parse_args(argv=None):
     parser.add_argument("--profile", action="store_true",
                         help="py-spy each server over its measured window, to bench/results/profiles/ "
                              "(the sampling slows the server: its figures are not the benchmark's)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.restart_n = args.restart_n or args.n or RESTART_N
+    args.n = args.n or [1000, 5000, 10000]
+    return args
 
 
 def main(argv=None) -> None:
@@ -667,12 +985,22 @@ def main(argv=None) -> None:
         main_run = bool(report["results"])
     else:
         report = run(args)
-        main_run = any(s != "redis" for s in args.scenarios)
+        main_run = any(s in ("ticker", "chat") for s in args.scenarios)
+        # Each side scenario keeps its own figures, so that --report-only on
+        # its json redraws its page alone.
         if report["redis_results"]:
-            # Its own figures only, so that --report-only on it redraws bench-redis.md alone.
-            (args.out / "bench-redis.json").write_text(json.dumps(dict(report, results=[]), indent=1) + "\n")
+            (args.out / "bench-redis.json").write_text(
+                json.dumps(dict(report, results=[], restart_results=[]), indent=1) + "\n")
+        if report["restart_results"]:
+            (args.out / "bench-restart.json").write_text(
+                json.dumps(dict(report, results=[], redis_results=[]), indent=1) + "\n")
         if main_run:
             (args.out / "bench.json").write_text(json.dumps(report, indent=1) + "\n")
+    if report.get("restart_results"):
+        (args.out / "bench-restart.md").write_text(restart_page(report))
+        restart_plot(report, args.out / "bench-restart.png")
+        print("\n".join(restart_markdown(report)))
+        print(f"wrote {args.out / 'bench-restart.md'} and {args.out / 'bench-restart.png'}")
     if report.get("redis_results"):
         (args.out / "bench-redis.md").write_text(redis_markdown(report))
         print(f"wrote {args.out / 'bench-redis.md'}")
