@@ -1,14 +1,13 @@
-"""Server-Sent Events, section 2 of PROTOCOL.md, checked byte by byte on a
-raw socket: /ticker (a state stream), /chat/events (a bounded event queue)
+"""Server-Sent Events, section 2 of docs/protocol.md, checked byte by byte on
+a raw socket: /ticker (a state stream), /chat/events (a bounded event queue)
 and the long-poll fallback that serves both one batch per request."""
 
 import asyncio
-import gzip
 import re
 
 import pytest
 
-from tests.wire import Wire, adopt, stalled_get, wait_until
+from tests.client import FALLBACK, AsyncClient, Response, wait_until_async
 
 EVENT_STREAM_HEADERS = {
     "Content-Type": "text/event-stream; charset=utf-8",
@@ -17,23 +16,6 @@ EVENT_STREAM_HEADERS = {
 }
 RETRY = b"retry: 2000\n\n"
 KEEP_ALIVE = b": keep-alive\n\n"
-LONG_POLL = {"X-Event-Source-Simulate": "Long-Polling"}
-
-
-@pytest.fixture
-def get(http_server, http_port):
-    """``await get(path, headers)``: a raw GET to the test server whose
-    response the test reads itself; closed after the test."""
-    wires = []
-
-    async def open_get(path, headers=None):
-        wire = await Wire.get(http_port, path, headers)
-        wires.append(wire)
-        return wire
-
-    yield open_get
-    for wire in wires:
-        wire.writer.close()
 
 
 def chat_frame(number: int, message: str) -> bytes:
@@ -58,19 +40,19 @@ def fill_history(app, count: int) -> None:
         app.history.append(f"m{number}")
 
 
-def assert_event_stream_headers(wire: Wire) -> None:
-    assert wire.status == 200
+def assert_event_stream_headers(response: Response) -> None:
+    assert response.status == 200
     for name, value in EVENT_STREAM_HEADERS.items():
-        assert wire.headers.get(name) == value, name
-    assert "Content-Encoding" not in wire.headers
+        assert response.headers.get(name) == value, name
+    assert "Content-Encoding" not in response.headers
 
 
-async def long_poll_answer(wire: Wire) -> bytes:
+async def long_poll_answer(client: AsyncClient) -> bytes:
     """A fallback poll: one complete response with the stream's headers."""
-    await wire.head()
-    assert_event_stream_headers(wire)
-    assert "Content-Length" in wire.headers, "a poll's answer ends; it is not a stream"
-    return await wire.body()
+    response = await client.finish()
+    assert_event_stream_headers(response)
+    assert "Content-Length" in response.headers, "a poll's answer ends; it is not a stream"
+    return response.body
 
 
 # Headers and the first bytes -------------------------------------------------
@@ -79,27 +61,27 @@ async def long_poll_answer(wire: Wire) -> bytes:
 @pytest.mark.parametrize("path", ["/chat/events", "/ticker"])
 @pytest.mark.gen_test
 async def test_stream_answers_event_stream_headers(get, path):
-    wire = await (await get(path)).head()
-    assert_event_stream_headers(wire)
-    assert wire.chunked, "a stream has no length: its events go out as they come"
+    response = await (await get(path)).head()
+    assert_event_stream_headers(response)
+    assert response.chunked, "a stream has no length: its events go out as they come"
 
 
 @pytest.mark.settings(retry=1234)
 @pytest.mark.parametrize("path", ["/chat/events", "/ticker"])
 @pytest.mark.gen_test
 async def test_stream_first_chunk_is_the_retry_field(get, path):
-    wire = await (await get(path)).head()
-    assert await wire.chunk() == b"retry: 1234\n\n"
+    stream = await get(path)
+    assert await stream.chunk() == b"retry: 1234\n\n"
 
 
 @pytest.mark.settings(keepalive=0.2)
 @pytest.mark.parametrize("path, headers", [("/chat/events", {}), ("/ticker", {"Last-Event-ID": "1"})])
 @pytest.mark.gen_test
 async def test_idle_stream_gets_keep_alive_comments(get, path, headers):
-    wire = await (await get(path, headers)).head()
-    assert await wire.chunk() == RETRY
-    assert await wire.chunk(timeout=1) == KEEP_ALIVE
-    assert await wire.chunk(timeout=1) == KEEP_ALIVE
+    stream = await get(path, headers)
+    assert await stream.chunk() == RETRY
+    assert await stream.chunk(timeout=1) == KEEP_ALIVE
+    assert await stream.chunk(timeout=1) == KEEP_ALIVE
 
 
 # /ticker, a state stream -------------------------------------------------------
@@ -107,9 +89,9 @@ async def test_idle_stream_gets_keep_alive_comments(get, path, headers):
 
 @pytest.mark.gen_test
 async def test_ticker_without_id_sends_the_current_price_at_once(get, app):
-    wire = await (await get("/ticker")).head()
-    assert await wire.take(len(RETRY)) == RETRY
-    event = await wire.chunk()
+    stream = await get("/ticker")
+    assert await stream.take(len(RETRY)) == RETRY
+    event = await stream.chunk()
     assert event == b"id: 1\ndata: " + app.prices.data.encode() + b"\n\n"
     price = re.fullmatch(rb"id: 1\ndata: (\d+\.\d\d)\n\n", event).group(1)
     assert float(price) > 0
@@ -119,35 +101,35 @@ async def test_ticker_without_id_sends_the_current_price_at_once(get, app):
 @pytest.mark.gen_test
 async def test_ticker_with_a_different_id_sends_the_current_price_at_once(get, app, held_id):
     app.prices.update("123.45")
-    wire = await (await get("/ticker", {"Last-Event-ID": held_id})).head()
+    stream = await get("/ticker", {"Last-Event-ID": held_id})
     expected = RETRY + b"id: 2\ndata: 123.45\n\n"
-    assert await wire.take(len(expected)) == expected
+    assert await stream.take(len(expected)) == expected
 
 
 @pytest.mark.gen_test
 async def test_ticker_with_the_current_id_waits_for_the_next_move(get, app):
-    wire = await (await get("/ticker", {"Last-Event-ID": "1"})).head()
-    assert await wire.chunk() == RETRY
-    assert await wire.silent(0.2)
+    stream = await get("/ticker", {"Last-Event-ID": "1"})
+    assert await stream.chunk() == RETRY
+    assert await stream.silent(0.2)
     app.prices.update("101.00")
-    assert await wire.chunk() == b"id: 2\ndata: 101.00\n\n"
+    assert await stream.chunk() == b"id: 2\ndata: 101.00\n\n"
     app.prices.update("100.99")
-    assert await wire.chunk() == b"id: 3\ndata: 100.99\n\n"
+    assert await stream.chunk() == b"id: 3\ndata: 100.99\n\n"
 
 
 @pytest.mark.gen_test
 async def test_ticker_reads_the_lastEventId_query_without_header(get, app):
-    wire = await (await get("/ticker?lastEventId=1")).head()
-    assert await wire.chunk() == RETRY
-    assert await wire.silent(0.2)
+    stream = await get("/ticker?lastEventId=1")
+    assert await stream.chunk() == RETRY
+    assert await stream.silent(0.2)
     app.prices.update("101.00")
-    assert await wire.chunk() == b"id: 2\ndata: 101.00\n\n"
+    assert await stream.chunk() == b"id: 2\ndata: 101.00\n\n"
 
 
 @pytest.mark.gen_test
 async def test_last_event_id_header_wins_over_the_query(get, app):
-    wire = await (await get("/ticker?lastEventId=1", {"Last-Event-ID": "5"})).head()
-    assert await wire.take(len(RETRY) + len(price_frame(app))) == RETRY + price_frame(app)
+    stream = await get("/ticker?lastEventId=1", {"Last-Event-ID": "5"})
+    assert await stream.take(len(RETRY) + len(price_frame(app))) == RETRY + price_frame(app)
 
 
 # /chat/events, a bounded event queue ---------------------------------------------
@@ -155,31 +137,31 @@ async def test_last_event_id_header_wins_over_the_query(get, app):
 
 @pytest.mark.gen_test
 async def test_chat_message_n_goes_out_with_id_n_plus_one(get, app):
-    wire = await (await get("/chat/events")).head()
-    assert await wire.chunk() == RETRY
+    stream = await get("/chat/events")
+    assert await stream.chunk() == RETRY
     app.history.append("hello")
-    assert await wire.chunk() == b"id: 1\ndata: hello\n\n"
+    assert await stream.chunk() == b"id: 1\ndata: hello\n\n"
     app.history.append("caf\u00e9")
-    assert await wire.chunk() == "id: 2\ndata: caf\u00e9\n\n".encode()
+    assert await stream.chunk() == "id: 2\ndata: caf\u00e9\n\n".encode()
 
 
 @pytest.mark.gen_test
 async def test_chat_post_reaches_an_open_stream(get, app, http_client, http_port):
-    wire = await (await get("/chat/events")).head()
-    assert await wire.chunk() == RETRY
+    stream = await get("/chat/events")
+    assert await stream.chunk() == RETRY
     await http_client.fetch(f"http://127.0.0.1:{http_port}/chat/post", method="POST", body="message=via+post")
-    assert await wire.chunk() == b"id: 1\ndata: via post\n\n"
+    assert await stream.chunk() == b"id: 1\ndata: via post\n\n"
 
 
 @pytest.mark.settings(history=3)
 @pytest.mark.gen_test
 async def test_chat_without_id_sends_every_retained_message_then_new_ones(get, app):
     fill_history(app, 5)
-    wire = await (await get("/chat/events")).head()
+    stream = await get("/chat/events")
     expected = RETRY + chat_frames([2, 3, 4])
-    assert await wire.take(len(expected)) == expected
+    assert await stream.take(len(expected)) == expected
     app.history.append("m5")
-    assert await wire.chunk() == chat_frame(5, "m5")
+    assert await stream.chunk() == chat_frame(5, "m5")
 
 
 @pytest.mark.settings(history=3)
@@ -187,11 +169,11 @@ async def test_chat_without_id_sends_every_retained_message_then_new_ones(get, a
 @pytest.mark.gen_test
 async def test_chat_with_id_in_range_resumes_from_it(get, app, held_id):
     fill_history(app, 5)
-    wire = await (await get("/chat/events", {"Last-Event-ID": str(held_id)})).head()
+    stream = await get("/chat/events", {"Last-Event-ID": str(held_id)})
     expected = RETRY + chat_frames(range(held_id, 5))
-    assert await wire.take(len(expected)) == expected
+    assert await stream.take(len(expected)) == expected
     app.history.append("m5")
-    assert await wire.chunk() == chat_frame(5, "m5")
+    assert await stream.chunk() == chat_frame(5, "m5")
 
 
 @pytest.mark.settings(history=3)
@@ -201,11 +183,11 @@ async def test_chat_with_id_in_range_resumes_from_it(get, app, held_id):
 @pytest.mark.gen_test
 async def test_chat_with_id_out_of_range_gets_reset_then_all_retained(get, app, held_id):
     fill_history(app, 5)
-    wire = await (await get("/chat/events", {"Last-Event-ID": held_id})).head()
+    stream = await get("/chat/events", {"Last-Event-ID": held_id})
     expected = RETRY + b"event: reset\nid: 2\ndata: 2\n\n" + chat_frames([2, 3, 4])
-    assert await wire.take(len(expected)) == expected
+    assert await stream.take(len(expected)) == expected
     app.history.append("m5")
-    assert await wire.chunk() == chat_frame(5, "m5")
+    assert await stream.chunk() == chat_frame(5, "m5")
 
 
 @pytest.mark.settings(history=3)
@@ -213,26 +195,26 @@ async def test_chat_with_id_out_of_range_gets_reset_then_all_retained(get, app, 
 @pytest.mark.gen_test
 async def test_chat_non_decimal_id_counts_as_absent(get, app, held_id):
     fill_history(app, 5)
-    wire = await (await get("/chat/events", {"Last-Event-ID": held_id})).head()
+    stream = await get("/chat/events", {"Last-Event-ID": held_id})
     expected = RETRY + chat_frames([2, 3, 4])  # no reset, nothing skipped
-    assert await wire.take(len(expected)) == expected
+    assert await stream.take(len(expected)) == expected
 
 
 @pytest.mark.settings(history=3)
 @pytest.mark.gen_test
 async def test_chat_reads_the_lastEventId_query_without_header(get, app):
     fill_history(app, 5)
-    wire = await (await get("/chat/events?lastEventId=4")).head()
-    assert await wire.take(len(RETRY + chat_frames([4]))) == RETRY + chat_frames([4])
+    stream = await get("/chat/events?lastEventId=4")
+    assert await stream.take(len(RETRY + chat_frames([4]))) == RETRY + chat_frames([4])
 
 
 @pytest.mark.parametrize("line_break", ["\n", "\r", "\r\n"])
 @pytest.mark.gen_test
 async def test_chat_multiline_message_goes_out_as_several_data_lines(get, app, line_break):
     app.history.append(line_break.join(["first", "", "third"]))
-    wire = await (await get("/chat/events")).head()
+    stream = await get("/chat/events")
     expected = RETRY + b"id: 1\ndata: first\ndata: \ndata: third\n\n"
-    assert await wire.take(len(expected)) == expected
+    assert await stream.take(len(expected)) == expected
 
 
 # The long-poll fallback -------------------------------------------------------------
@@ -250,39 +232,39 @@ async def test_chat_multiline_message_goes_out_as_several_data_lines(get, app, l
 )
 @pytest.mark.gen_test
 async def test_fallback_ticker_answers_one_event_and_ends(get, app, name, value):
-    wire = await get("/ticker", {name: value})
-    assert await long_poll_answer(wire) == RETRY + price_frame(app)
-    assert await wire.closed_by_server()
+    stream = await get("/ticker", {name: value})
+    assert await long_poll_answer(stream) == RETRY + price_frame(app)
+    assert await stream.closed_by_server()
 
 
 @pytest.mark.gen_test
 async def test_other_simulate_value_gets_a_stream(get):
-    wire = await (await get("/ticker", {"X-Event-Source-Simulate": "yes"})).head()
-    assert wire.chunked and "Content-Length" not in wire.headers
+    response = await (await get("/ticker", {"X-Event-Source-Simulate": "yes"})).head()
+    assert response.chunked and "Content-Length" not in response.headers
 
 
 @pytest.mark.settings(history=3)
 @pytest.mark.gen_test
 async def test_fallback_chat_answers_every_pending_message(get, app):
     fill_history(app, 5)
-    wire = await get("/chat/events", LONG_POLL)
-    assert await long_poll_answer(wire) == RETRY + chat_frames([2, 3, 4])
+    stream = await get("/chat/events", FALLBACK)
+    assert await long_poll_answer(stream) == RETRY + chat_frames([2, 3, 4])
 
 
 @pytest.mark.settings(history=3)
 @pytest.mark.gen_test
 async def test_fallback_chat_resumes_from_the_id(get, app):
     fill_history(app, 5)
-    wire = await get("/chat/events", LONG_POLL | {"Last-Event-ID": "3"})
-    assert await long_poll_answer(wire) == RETRY + chat_frames([3, 4])
+    stream = await get("/chat/events", FALLBACK | {"Last-Event-ID": "3"})
+    assert await long_poll_answer(stream) == RETRY + chat_frames([3, 4])
 
 
 @pytest.mark.settings(history=3)
 @pytest.mark.gen_test
 async def test_fallback_chat_out_of_range_id_gets_reset_then_all(get, app):
     fill_history(app, 5)
-    wire = await get("/chat/events", LONG_POLL | {"Last-Event-ID": "1"})
-    assert await long_poll_answer(wire) == RETRY + reset(2) + chat_frames([2, 3, 4])
+    stream = await get("/chat/events", FALLBACK | {"Last-Event-ID": "1"})
+    assert await long_poll_answer(stream) == RETRY + reset(2) + chat_frames([2, 3, 4])
 
 
 @pytest.mark.settings(poll_timeout=30)
@@ -290,43 +272,43 @@ async def test_fallback_chat_out_of_range_id_gets_reset_then_all(get, app):
 async def test_fallback_reset_on_an_empty_chat_is_answered_at_once(get, app):
     # An id from before a restart, and nothing posted since: the reset is
     # the batch; the poll is not held.
-    wire = await get("/chat/events", LONG_POLL | {"Last-Event-ID": "7"})
-    assert await long_poll_answer(wire) == RETRY + reset(0)
+    stream = await get("/chat/events", FALLBACK | {"Last-Event-ID": "7"})
+    assert await long_poll_answer(stream) == RETRY + reset(0)
 
 
 @pytest.mark.settings(history=3)
 @pytest.mark.gen_test
 async def test_fallback_reads_the_lastEventId_query(get, app):
     fill_history(app, 5)
-    wire = await get("/chat/events?lastEventId=4", LONG_POLL)
-    assert await long_poll_answer(wire) == RETRY + chat_frames([4])
+    stream = await get("/chat/events?lastEventId=4", FALLBACK)
+    assert await long_poll_answer(stream) == RETRY + chat_frames([4])
 
 
 @pytest.mark.gen_test
 async def test_fallback_chat_poll_is_held_silently_until_a_message(get, app):
-    wire = await get("/chat/events", LONG_POLL | {"Last-Event-ID": "0"})
-    assert await wait_until(lambda: app.clients.counts["chat.streams"] == 1)
-    assert await wire.silent(0.2), "a held poll writes nothing, not even its headers"
+    stream = await get("/chat/events", FALLBACK | {"Last-Event-ID": "0"})
+    assert await wait_until_async(lambda: app.clients.counts["chat.streams"] == 1)
+    assert await stream.silent(0.2), "a held poll writes nothing, not even its headers"
     app.history.append("one")
     app.history.append("two")
-    assert await long_poll_answer(wire) == RETRY + chat_frame(0, "one") + chat_frame(1, "two")
+    assert await long_poll_answer(stream) == RETRY + chat_frame(0, "one") + chat_frame(1, "two")
 
 
 @pytest.mark.gen_test
 async def test_fallback_ticker_poll_is_held_silently_until_the_next_move(get, app):
-    wire = await get("/ticker?lastEventId=1", LONG_POLL)
-    assert await wait_until(lambda: app.clients.counts["ticker.streams"] == 1)
-    assert await wire.silent(0.2), "a held poll writes nothing, not even its headers"
+    stream = await get("/ticker?lastEventId=1", FALLBACK)
+    assert await wait_until_async(lambda: app.clients.counts["ticker.streams"] == 1)
+    assert await stream.silent(0.2), "a held poll writes nothing, not even its headers"
     app.prices.update("101.00")
-    assert await long_poll_answer(wire) == RETRY + b"id: 2\ndata: 101.00\n\n"
+    assert await long_poll_answer(stream) == RETRY + b"id: 2\ndata: 101.00\n\n"
 
 
 @pytest.mark.settings(poll_timeout=0.3)
 @pytest.mark.parametrize("path, held_id", [("/chat/events", "0"), ("/ticker", "1")])
 @pytest.mark.gen_test
 async def test_fallback_poll_timeout_is_200_with_retry_and_keep_alive_only(get, app, path, held_id):
-    wire = await get(path, LONG_POLL | {"Last-Event-ID": held_id})
-    assert await long_poll_answer(wire) == b"retry: 2000\n\n: keep-alive\n\n"
+    stream = await get(path, FALLBACK | {"Last-Event-ID": held_id})
+    assert await long_poll_answer(stream) == b"retry: 2000\n\n: keep-alive\n\n"
 
 
 # Never compressed -----------------------------------------------------------------
@@ -337,45 +319,62 @@ GZIP = {"Accept-Encoding": "gzip"}
 @pytest.mark.settings(gzip=True)
 @pytest.mark.gen_test
 async def test_gzip_setting_compresses_pages(get):
-    wire = await (await get("/", GZIP)).head()
-    assert wire.headers.get("Content-Encoding") == "gzip"
-    assert b"</html>" in gzip.decompress(await wire.body())
+    response = await (await get("/", GZIP)).finish()
+    assert response.headers.get("Content-Encoding") == "gzip"
+    assert b"</html>" in response.body  # gunzipped by the client, which fails on anything but gzip
+
+
+def publish_message(app, text: str) -> bytes:
+    app.history.append(text)
+    return chat_frame(app.history.count - 1, text)
+
+
+def publish_price(app, text: str) -> bytes:
+    app.prices.update(text)
+    return price_frame(app)
 
 
 @pytest.mark.settings(gzip=True)
-@pytest.mark.parametrize("path", ["/chat/events", "/ticker"])
+@pytest.mark.parametrize("path, publish", [("/chat/events", publish_message), ("/ticker", publish_price)],
+                         ids=["/chat/events", "/ticker"])
 @pytest.mark.gen_test
-async def test_gzip_setting_never_compresses_streams(get, app, path):
+async def test_gzip_setting_never_compresses_streams_and_each_event_goes_out_alone(get, app, path, publish):
+    """Events large enough for the compressor to want them still go out
+    as they come: each one alone, in a chunk of its own, as written."""
     app.history.append("x" * 4000)
-    wire = await (await get(path, GZIP)).head()
-    assert_event_stream_headers(wire)
-    assert await wire.chunk() == RETRY
+    stream = await get(path, GZIP)
+    assert_event_stream_headers(await stream.head())
+    assert await stream.chunk() == RETRY
+    await stream.chunk()  # what a reader without an id is owed at once
+    for text in ("one", "two", "three"):
+        frame = publish(app, text * 300)
+        assert await stream.chunk() == frame
 
 
 @pytest.mark.settings(gzip=True)
 @pytest.mark.gen_test
 async def test_gzip_setting_never_compresses_chat_polls(get, app):
     app.history.append("x" * 4000)
-    wire = await get("/chat/events", GZIP | LONG_POLL)
-    assert await long_poll_answer(wire) == RETRY + chat_frame(0, "x" * 4000)
+    stream = await get("/chat/events", GZIP | FALLBACK)
+    assert await long_poll_answer(stream) == RETRY + chat_frame(0, "x" * 4000)
 
 
 @pytest.mark.settings(gzip=True)
 @pytest.mark.gen_test
 async def test_gzip_setting_never_compresses_ticker_polls(get, app):
     app.prices.update("7" * 4000)  # large enough for the compressor to want it
-    wire = await get("/ticker", GZIP | LONG_POLL)
-    assert await long_poll_answer(wire) == RETRY + price_frame(app)
+    stream = await get("/ticker", GZIP | FALLBACK)
+    assert await long_poll_answer(stream) == RETRY + price_frame(app)
 
 
 @pytest.mark.settings(gzip=True)
 @pytest.mark.gen_test
 async def test_gzip_setting_never_compresses_chat_get(get, app):
     app.history.append("y" * 4000)
-    wire = await (await get("/chat/get/0", GZIP)).head()
-    assert wire.status == 200
-    assert "Content-Encoding" not in wire.headers
-    assert await wire.body() == b"y" * 4000
+    response = await (await get("/chat/get/0", GZIP)).finish()
+    assert response.status == 200
+    assert "Content-Encoding" not in response.headers
+    assert response.body == b"y" * 4000
 
 
 # Clients that go away ----------------------------------------------------------------
@@ -386,19 +385,19 @@ async def test_gzip_setting_never_compresses_chat_get(get, app):
     [
         ("/chat/events", {}, "chat.streams"),
         ("/ticker", {"Last-Event-ID": "1"}, "ticker.streams"),
-        ("/chat/events", LONG_POLL, "chat.streams"),
-        ("/ticker", LONG_POLL | {"Last-Event-ID": "1"}, "ticker.streams"),
+        ("/chat/events", FALLBACK, "chat.streams"),
+        ("/ticker", FALLBACK | {"Last-Event-ID": "1"}, "ticker.streams"),
     ],
     ids=["chat-stream", "ticker-stream", "chat-poll", "ticker-poll"],
 )
 @pytest.mark.settings(poll_timeout=30, keepalive=30)  # neither timer may be what frees it
 @pytest.mark.gen_test
 async def test_client_that_goes_away_is_dropped_within_a_second(get, app, path, headers, kind):
-    wire = await get(path, headers)
-    assert await wait_until(lambda: app.clients.counts[kind] == 1)
-    await wire.close()
+    stream = await get(path, headers)
+    assert await wait_until_async(lambda: app.clients.counts[kind] == 1)
+    await stream.close()
     # No event is published: the server must notice the closed socket itself.
-    assert await wait_until(lambda: app.clients.counts[kind] == 0, timeout=1.0)
+    assert await wait_until_async(lambda: app.clients.counts[kind] == 0, timeout=1.0)
     assert (app.history.count, app.prices.id) == (0, 1)
 
 
@@ -407,18 +406,18 @@ async def test_client_that_goes_away_is_dropped_within_a_second(get, app, path, 
 
 @pytest.mark.settings(max_backlog=64 * 1024)
 @pytest.mark.gen_test(timeout=10)
-async def test_chat_reader_too_far_behind_is_disconnected(http_server, http_port, app):
-    sock = await stalled_get(http_port, "/chat/events")
-    assert await wait_until(lambda: app.clients.counts["chat.streams"] == 1)
+async def test_chat_reader_too_far_behind_is_disconnected(get, app):
+    stream = await get("/chat/events", stalled=True)
+    assert await wait_until_async(lambda: app.clients.counts["chat.streams"] == 1)
     for _ in range(300):  # at most ~10 MB published
         app.history.append("z" * 32 * 1024)
         await asyncio.sleep(0.001)
         if app.clients.counts["chat.streams"] == 0:
             break
-    assert await wait_until(lambda: app.clients.counts["chat.streams"] == 0, timeout=1.0)
-    wire = await adopt(sock)
-    assert await wire.closed_by_server(timeout=5), "the server must close a reader it dropped"
-    await wire.close()
+    assert await wait_until_async(lambda: app.clients.counts["chat.streams"] == 0, timeout=1.0)
+    await stream.resume()
+    assert await stream.closed_by_server(timeout=5), "the server must close a reader it dropped"
+    await stream.close()
 
 
 def largest_send_buffer() -> int:
@@ -429,40 +428,40 @@ def largest_send_buffer() -> int:
         return 4 << 20
 
 
-async def stall_ticker(app, port: int):
+async def stall_ticker(app, get) -> tuple[AsyncClient, bytes]:
     """A /ticker reader whose socket is full: a state twice the largest
     kernel send buffer cannot be taken in one go, so the server's write stays
     stuck while the price then moves 100 times."""
-    sock = await stalled_get(port, "/ticker", {"Last-Event-ID": "1"})
-    assert await wait_until(lambda: app.clients.counts["ticker.streams"] == 1)
+    stream = await get("/ticker", {"Last-Event-ID": "1"}, stalled=True)
+    assert await wait_until_async(lambda: app.clients.counts["ticker.streams"] == 1)
     big = "8" * (2 * largest_send_buffer())
     app.prices.update(big)
     for cents in range(100):
         await asyncio.sleep(0.001)
         app.prices.update(f"{101 + cents / 100:.2f}")
     await asyncio.sleep(0.05)
-    return sock, f"id: 2\ndata: {big}\n\n".encode()
+    return stream, f"id: 2\ndata: {big}\n\n".encode()
 
 
 @pytest.mark.settings(max_backlog=64 * 1024)
 @pytest.mark.gen_test(timeout=10)
-async def test_ticker_reader_behind_stays_connected(http_server, http_port, app):
-    sock, _ = await stall_ticker(app, http_port)
+async def test_ticker_reader_behind_stays_connected(get, app):
+    stream, _ = await stall_ticker(app, get)
     assert app.clients.counts["ticker.streams"] == 1
-    wire = await adopt(sock)
-    await wire.head()
-    assert await wire.closed_by_server(timeout=0.5) is False
-    await wire.close()
+    await stream.resume()
+    await stream.head()
+    assert await stream.closed_by_server(timeout=0.5) is False
+    await stream.close()
 
 
 @pytest.mark.settings(max_backlog=64 * 1024)
 @pytest.mark.gen_test(timeout=10)
-async def test_ticker_reader_behind_gets_only_the_newest_price(http_server, http_port, app):
-    sock, big_frame = await stall_ticker(app, http_port)
-    wire = await adopt(sock)
-    await wire.head()
-    assert await wire.take(len(RETRY), timeout=5) == RETRY
-    assert await wire.take(len(big_frame), timeout=5) == big_frame
-    assert await wire.chunk() == b"id: 102\ndata: 101.99\n\n"
-    assert await wire.silent(0.2), "the 99 prices in between are never sent"
-    await wire.close()
+async def test_ticker_reader_behind_gets_only_the_newest_price(get, app):
+    stream, big_frame = await stall_ticker(app, get)
+    await stream.resume()
+    await stream.head()
+    assert await stream.take(len(RETRY), timeout=5) == RETRY
+    assert await stream.take(len(big_frame), timeout=5) == big_frame
+    assert await stream.chunk() == b"id: 102\ndata: 101.99\n\n"
+    assert await stream.silent(0.2), "the 99 prices in between are never sent"
+    await stream.close()

@@ -1,4 +1,4 @@
-"""The chat's long-polling API, section 1 of PROTOCOL.md: /chat/post,
+"""The chat's long-polling API, section 1 of docs/protocol.md: /chat/post,
 /chat/get/N and /chat/since/N, as a browser or curl sees them."""
 
 import asyncio
@@ -7,15 +7,9 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.wire import Wire, wait_until
+from tests.client import wait_until_async
 
 NO_STORE = "nothing is stored on any error"
-
-
-@pytest.fixture
-def url(http_server, http_port):
-    """The test server's URL for ``path``, on 127.0.0.1 only."""
-    return lambda path: f"http://127.0.0.1:{http_port}{path}"
 
 
 def clean(response):
@@ -200,7 +194,7 @@ async def test_get_existing_message_at_once_as_utf8_text(http_client, url, app):
 async def test_get_next_message_is_held_until_posted(http_client, url, app):
     app.history.append("zero")
     held = asyncio.ensure_future(fetch(http_client, url("/chat/get/1")))
-    assert await wait_until(lambda: app.clients.counts["chat.waiting"] == 1)
+    assert await wait_until_async(lambda: app.clients.counts["chat.waiting"] == 1)
     assert not held.done()
     posted = await post_form(http_client, url("/chat/post"), {"message": "one"})
     assert json.loads(posted.body) == {"id": 1}
@@ -215,7 +209,7 @@ async def test_get_next_message_is_held_until_posted(http_client, url, app):
 @pytest.mark.gen_test
 async def test_several_held_clients_all_get_the_message(http_client, url, app):
     held = [asyncio.ensure_future(fetch(http_client, url("/chat/get/0"))) for _ in range(3)]
-    assert await wait_until(lambda: app.clients.counts["chat.waiting"] == 3)
+    assert await wait_until_async(lambda: app.clients.counts["chat.waiting"] == 3)
     await post_form(http_client, url("/chat/post"), {"message": "all of you"})
     responses = await asyncio.wait_for(asyncio.gather(*held), 2)
     assert [(r.code, r.body) for r in responses] == [(200, b"all of you")] * 3
@@ -289,11 +283,11 @@ async def test_get_with_non_digit_number_is_404(http_client, url, app, path):
 
 @pytest.mark.settings(poll_timeout=30)  # the 204 timer must not be what frees it
 @pytest.mark.gen_test
-async def test_held_get_that_disconnects_is_forgotten_at_once(http_server, http_port, app):
-    wire = await Wire.get(http_port, "/chat/get/0")
-    assert await wait_until(lambda: app.clients.counts["chat.waiting"] == 1)
-    await wire.close()
-    assert await wait_until(lambda: app.clients.counts["chat.waiting"] == 0, timeout=1.0)
+async def test_held_get_that_disconnects_is_forgotten_at_once(get, app):
+    poll = await get("/chat/get/0")
+    assert await wait_until_async(lambda: app.clients.counts["chat.waiting"] == 1)
+    await poll.close()
+    assert await wait_until_async(lambda: app.clients.counts["chat.waiting"] == 0, timeout=1.0)
     assert app.history.count == 0  # forgotten with no message having to come first
 
 

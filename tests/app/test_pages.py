@@ -1,5 +1,5 @@
 """The pages, /status and the site-wide headers (sections 3 and 4 of
-PROTOCOL.md, as far as they show without a browser)."""
+docs/protocol.md, as far as they show without a browser)."""
 
 import json
 from html.parser import HTMLParser
@@ -7,15 +7,9 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 
-from tests.wire import Wire, wait_until
+from tests.client import FALLBACK, wait_until_async
 
 PAGES = ["/", "/chat", "/stock"]
-
-
-@pytest.fixture
-def url(http_server, http_port):
-    """The test server's URL for ``path``, on 127.0.0.1 only."""
-    return lambda path: f"http://127.0.0.1:{http_port}{path}"
 
 
 class Page(HTMLParser):
@@ -125,14 +119,27 @@ async def test_page_has_nothing_inline_the_csp_would_block(http_client, url, pat
     assert (await page(http_client, url, path)).inline == []
 
 
+def csp_directives(policy: str) -> dict[str, list[str]]:
+    directives = {}
+    for part in filter(str.strip, policy.split(";")):
+        name, *sources = part.split()
+        directives[name.lower()] = sources
+    return directives
+
+
 @pytest.mark.parametrize("path", PAGES)
 @pytest.mark.gen_test
-async def test_page_carries_a_csp_without_unsafe_inline(http_client, url, path):
+async def test_page_csp_allows_only_its_own_scripts_and_styles(http_client, url, path):
+    """No 'unsafe-inline', no 'unsafe-eval', no other origin: scripts and
+    styles from this site only, no plugins, no <base> redirection."""
     response = await http_client.fetch(url(path))
-    policy = response.headers.get("Content-Security-Policy", "")
-    assert "script-src 'self'" in policy or "default-src 'self'" in policy
-    assert "'unsafe-inline'" not in policy
-    assert "'unsafe-eval'" not in policy
+    policy = csp_directives(response.headers["Content-Security-Policy"])
+    for kind in ("script-src", "style-src"):
+        assert policy.get(kind, policy.get("default-src")) == ["'self'"], (kind, policy)
+    assert policy["object-src"] == ["'none'"] and policy["base-uri"] == ["'none'"]
+    for name, sources in policy.items():
+        for source in sources:
+            assert source in ("'self'", "'none'") or (name == "img-src" and source == "data:"), (name, source)
 
 
 @pytest.mark.gen_test
@@ -170,10 +177,9 @@ async def test_post_answers_carry_nosniff(http_client, url):
 
 @pytest.mark.parametrize("path", ["/chat/events", "/ticker"])
 @pytest.mark.gen_test
-async def test_event_streams_carry_nosniff(http_server, http_port, path):
-    wire = await (await Wire.get(http_port, path)).head()
-    assert wire.headers.get("X-Content-Type-Options") == "nosniff"
-    await wire.close()
+async def test_event_streams_carry_nosniff(get, path):
+    response = await (await get(path)).head()
+    assert response.headers.get("X-Content-Type-Options") == "nosniff"
 
 
 # /status -------------------------------------------------------------------------------
@@ -207,18 +213,14 @@ async def test_status_follows_history_and_price(http_client, url, app):
 
 @pytest.mark.settings(poll_timeout=30)
 @pytest.mark.gen_test
-async def test_status_counts_held_clients_live(http_client, url, http_port, app):
-    opened = [
-        await Wire.get(http_port, "/chat/get/0"),
-        await Wire.get(http_port, "/chat/events"),
-        await Wire.get(http_port, "/chat/events", {"X-Event-Source-Simulate": "Long-Polling"}),
-        await Wire.get(http_port, "/ticker"),
-    ]
-    assert await wait_until(lambda: sum(app.clients.counts.values()) == 4)
+async def test_status_counts_held_clients_live(http_client, url, get, app):
+    opened = [await get("/chat/get/0"), await get("/chat/events"), await get("/chat/events", FALLBACK),
+              await get("/ticker")]
+    assert await wait_until_async(lambda: sum(app.clients.counts.values()) == 4)
     found = await status(http_client, url)
     assert (found["chat"]["waiting"], found["chat"]["streams"], found["ticker"]["streams"]) == (1, 2, 1)
-    for wire in opened:
-        await wire.close()
-    assert await wait_until(lambda: sum(app.clients.counts.values()) == 0)
+    for client in opened:
+        await client.close()
+    assert await wait_until_async(lambda: sum(app.clients.counts.values()) == 0)
     found = await status(http_client, url)
     assert (found["chat"]["waiting"], found["chat"]["streams"], found["ticker"]["streams"]) == (0, 0, 0)
