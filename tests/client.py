@@ -106,7 +106,8 @@ class EventStream:
     is "message" unless named, "id" the last event ID, which carries over to
     the events after it. ``retry``: the last valid reconnection time.
     ``comments``: the text of each comment line. ``lines`` and ``blocks``
-    (the lines up to each blank line) are raw, as the server wrote them.
+    (the lines up to each blank line) are raw, as the server wrote them;
+    ``block_events[i]`` is the event ``blocks[i]`` dispatched, or None.
     """
 
     LINE_END = re.compile(r"\r\n|\r|\n")
@@ -123,6 +124,7 @@ class EventStream:
         self.retry: Optional[int] = None
         self.lines: list[str] = []
         self.blocks: list[list[str]] = []
+        self.block_events: list[Optional[dict]] = []
         self.comments: list[str] = []
         self.events: list[dict] = []
 
@@ -144,13 +146,14 @@ class EventStream:
     def _line(self, line: str, dispatched: list[dict]) -> None:
         self.lines.append(line)
         if not line:
-            if self._block:
-                self.blocks.append(self._block)
-                self._block = []
             event = self._dispatch()
             if event is not None:
                 dispatched.append(event)
                 self.events.append(event)
+            if self._block:  # an event's block has lines: blank lines alone dispatch nothing
+                self.blocks.append(self._block)
+                self.block_events.append(event)
+                self._block = []
             return
         self._block.append(line)
         name, colon, value = line.partition(":")
@@ -309,13 +312,14 @@ class Response:
 
 
 class Cursor:
-    """How much of a Response a test has taken. Each method returns None
+    """How much of a Response a test has taken: body bytes (``take``,
+    ``chunk``), or blocks of the event stream (``block``, and ``events``,
+    which passes over blocks that are no event). Each method returns None
     while not enough has arrived; the clients wait until it does not."""
 
     def __init__(self, response: Response) -> None:
         self.response = response
         self.offset = 0  # body bytes taken
-        self.taken_events = 0
         self.taken_blocks = 0
 
     def head(self) -> Optional[Response]:
@@ -347,12 +351,17 @@ class Cursor:
         return bytes(body[start:self.offset])
 
     def events(self, count: int) -> Optional[list[dict]]:
-        """The next ``count`` events."""
-        events = self.response.events
-        if len(events) < self.taken_events + count:
-            return None
-        start, self.taken_events = self.taken_events, self.taken_events + count
-        return events[start:self.taken_events]
+        """The next ``count`` events (comments and the like passed over)."""
+        if count <= 0:
+            return []
+        found, block_events = [], self.response.stream.block_events
+        for index in range(self.taken_blocks, len(block_events)):
+            if block_events[index] is not None:
+                found.append(block_events[index])
+                if len(found) == count:
+                    self.taken_blocks = index + 1
+                    return found
+        return None
 
     def block(self) -> Optional[list[str]]:
         """The raw lines of the next block; [] once the stream has ended."""
@@ -595,11 +604,18 @@ class Crowd:
             self.selector.unregister(client.sock)
 
     def close(self) -> None:
+        """Close every member, and the selector."""
         for client in self.members:
             self.forget(client)
             client.close()
         self.members.clear()
         self.selector.close()
+
+    def __enter__(self) -> "Crowd":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
 
 # --- asyncio --------------------------------------------------------------------------------

@@ -189,13 +189,14 @@ def test_chunk_after_take_returns_the_rest_of_that_chunk():
     assert taken.chunk() == b""
 
 
-def test_events_and_blocks_are_taken_in_turn_and_blocks_end_with_the_stream():
-    response = fed(b"HTTP/1.1 200 OK\r\n\r\nretry: 10\n\n: hi\n\ndata: a\n\ndata: b\n\n")
+def test_blocks_and_events_are_read_in_turn_and_blocks_end_with_the_stream():
+    response = fed(b"HTTP/1.1 200 OK\r\n\r\nretry: 10\n\n: hi\n\ndata: a\n\n\n\ndata: b\n\n: bye\n\n")
     taken = Cursor(response)
     assert taken.block() == ["retry: 10"]
-    assert [e["data"] for e in taken.events(2)] == ["a", "b"]
-    assert taken.events(1) is None
-    assert [taken.block(), taken.block(), taken.block()] == [[": hi"], ["data: a"], ["data: b"]]
+    assert [e["data"] for e in taken.events(1)] == ["a"]  # the comment before it passed over
+    assert taken.events(2) is None  # only one more has come
+    assert taken.block() == ["data: b"]
+    assert taken.block() == [": bye"]
     assert taken.block() is None
     response.feed_eof()
     assert taken.block() == []
