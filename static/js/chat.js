@@ -1,12 +1,13 @@
 // The chat page: every message once, in order, over either transport.
 //   eventsource  an EventSource on /chat/events (events `message` and `reset`)
 //   longpoll     the tutorial's loop: /chat/since/N once, then /chat/get/N,
-//                N+1, ... with resync on 404/410 and backoff on errors
+//                N+1, ... with resync on 404/410
+// Both carry ids `E:N+1`: E the history's epoch, N the message's number.
+// page.js reopens either after a failure, resuming by the last id, and
+// shares it with the site's other chat tabs.
 'use strict';
 
-const transport = chooseTransport();
-const RETRY_FIRST_MS = 1000;
-const RETRY_MAX_MS = 10000;
+const POST_TIMEOUT_MS = 10000; // a post unanswered this long is given up
 
 const messageList = document.getElementById('messages');
 const notices = document.getElementById('notices');
@@ -14,19 +15,46 @@ const form = document.getElementById('post-form');
 const messageInput = document.getElementById('message');
 const sendButton = document.getElementById('send');
 const errorText = document.getElementById('error');
-const statusText = document.getElementById('status');
 
-// The number of the next message this page expects, or null before the
-// first answer. It is the /chat/get/ cursor and the event stream's id alike:
-// message N goes out with `id: N+1`.
-let cursor = null;
-let closeTransport = null;
+// What the list shows: messages up to `next - 1` of the history `epoch`
+// (null before the first). An event for a number below `next` in the same
+// epoch is one the list has already (a replay after a hand-over between
+// tabs, or a catch-up overlapping the stream): it is skipped.
+let epoch = null;
+let next = null;
+let pending = null; // events held back while a follower catches up
 
-document.getElementById('transport').textContent = transport;
+/** An id `E:k` as [E, k]; a bare `k` (a server without epochs) has E ''. */
+function parseChatId(id) {
+  const colon = id.lastIndexOf(':');
+  return [colon < 0 ? '' : id.slice(0, colon), Number(id.slice(colon + 1))];
+}
 
-function setStatus(state) {
-  statusText.textContent = state;
-  statusText.dataset.state = state;
+function chatMessage(epochOfIt, number, text) {
+  return { type: 'message', data: text, lastEventId: `${epochOfIt}:${number + 1}` };
+}
+
+function receive({ type, data, lastEventId }) {
+  const [eventEpoch, id] = parseChatId(lastEventId);
+  if (type === 'reset') {
+    // The server no longer has what our id points to: it restarted (another
+    // epoch) or the messages aged out. It replays from `data` on.
+    showReset(Number(data));
+    epoch = eventEpoch;
+    next = Number(data);
+    return;
+  }
+  const number = id - 1;
+  if (eventEpoch === epoch && number < next) return;
+  if (epoch !== null && eventEpoch !== epoch) showReset(number);
+  epoch = eventEpoch;
+  next = number + 1;
+  showMessage(number, data);
+}
+
+function onevent(event) {
+  if (pending) pending.push(event);
+  else receive(event);
 }
 
 function showMessage(number, text) {
@@ -38,9 +66,7 @@ function showMessage(number, text) {
   if (atBottom) messageList.scrollTop = messageList.scrollHeight;
 }
 
-// The server no longer has the messages our cursor points to: it restarted,
-// or they aged out of its bounded history. It replays what it still has from
-// `first`, so start the list again from there and say why, outside the list.
+// Start the list again from `first` and say why, outside the list.
 function showReset(first) {
   messageList.replaceChildren();
   const notice = document.createElement('p');
@@ -54,73 +80,76 @@ function showError(text) {
   errorText.textContent = text;
 }
 
-// --- Transport 1: an EventSource ---------------------------------------
-
-function openEventStream() {
-  // A reopened page (back/forward cache) resumes from its cursor; the server
-  // reads `lastEventId` from the query when there is no Last-Event-ID header.
-  const url = cursor === null ? '/chat/events' : `/chat/events?lastEventId=${cursor}`;
-  const source = openEventSource(url, { transport: 'eventsource' });
-  source.onopen = () => setStatus('connected');
-  source.onerror = () => setStatus(source.readyState === source.CLOSED ? 'closed' : 'connecting');
-  source.addEventListener('message', (event) => {
-    setStatus('connected');
-    cursor = Number(event.lastEventId);
-    showMessage(cursor - 1, event.data);
-  });
-  source.addEventListener('reset', (event) => {
-    cursor = Number(event.data);
-    showReset(cursor);
-  });
-  return () => source.close();
+// A tab that joins as a follower has missed what the leader showed before:
+// it fetches the history itself, once, while the relayed events wait.
+async function catchUp() {
+  pending = [];
+  try {
+    let response = await fetch('/chat/since/0', { cache: 'no-store' });
+    if (response.status === 410) {
+      response = await fetch(`/chat/since/${response.headers.get('X-First-Message')}`, { cache: 'no-store' });
+    }
+    if (response.status === 200) {
+      const since = await response.json();
+      since.messages.forEach((text, i) => receive(chatMessage(since.epoch, since.next - since.messages.length + i, text)));
+    }
+  } catch {
+    // The relayed events still come; only the older messages are missing.
+  }
+  const held = pending;
+  pending = null;
+  held.forEach(receive);
 }
 
-// --- Transport 2: long polling -----------------------------------------
+// --- Long polling: the tutorial's loop ----------------------------------
 
-function openLongPoll() {
+function chatLongPoll(lastEventId, report) {
   const request = new AbortController();
-  pollChat(request.signal);
+  pollChat(lastEventId, report, request.signal);
   return () => request.abort();
 }
 
 // tutorial: poll-loop
-async function pollChat(signal) {
-  let delay = RETRY_FIRST_MS;
+async function pollChat(lastEventId, report, signal) {
+  // Resume where the id points: message `cursor` of the history `held`.
+  let [held, cursor] = lastEventId === '' ? [null, null] : parseChatId(lastEventId);
   let catchingUp = true; // ask /chat/since/ for all we missed, then go one by one
-  while (!signal.aborted) {
-    // A poll the server is holding counts as connected.
-    setStatus('connected');
-    const from = cursor ?? 0;
-    try {
-      const path = catchingUp ? `/chat/since/${from}` : `/chat/get/${from}`;
-      const response = await fetch(path, { signal, cache: 'no-store' });
+  try {
+    while (!signal.aborted) {
+      const path = catchingUp ? `/chat/since/${cursor ?? 0}` : `/chat/get/${cursor}`;
+      // With the epoch we hold, a cursor into another history is a 410.
+      const query = held ? `?epoch=${encodeURIComponent(held)}` : '';
+      const response = await fetch(path + query, { signal, cache: 'no-store' });
       if (response.status === 404 || response.status === 410) {
-        // Our cursor is past the end (a restarted server) or before the
-        // start (aged out): start again from the server's first message.
+        // Our cursor is past the end, before the start (aged out), or in
+        // another epoch (a restarted server): start again from the first
+        // message the server has, and say so.
         const first = response.headers.get('X-First-Message');
         if (first === null) throw new Error(`HTTP ${response.status} without X-First-Message`);
-        if (cursor !== null) showReset(Number(first));
+        held = response.headers.get('X-Chat-Epoch') ?? '';
+        if (cursor !== null) report.delivered({ type: 'reset', data: first, lastEventId: `${held}:${first}` });
         cursor = Number(first);
         catchingUp = true;
       } else if (response.status === 200 && catchingUp) {
-        const { next, messages } = await response.json();
-        messages.forEach((text, i) => showMessage(next - messages.length + i, text));
-        cursor = next;
+        const since = await response.json();
+        held = since.epoch ?? '';
+        report.delivered(null); // live: a poll the server holds counts as connected
+        since.messages.forEach((text, i) => report.delivered(chatMessage(held, since.next - since.messages.length + i, text)));
+        cursor = since.next;
         catchingUp = false;
       } else if (response.status === 200) {
-        showMessage(from, await readText(response));
-        cursor = from + 1;
+        report.delivered(chatMessage(held, cursor, await readText(response)));
+        cursor += 1;
       } else if (response.status !== 204) {
         // (204: the server held the poll until its timeout; ask again.)
-        throw new Error(`HTTP ${response.status}`);
+        // Anything else (a proxy's 502 while the app restarts, a 503 at
+        // the cap): page.js opens the loop again after a backoff.
+        report.failed(response.headers.get('Retry-After'));
+        return;
       }
-      delay = RETRY_FIRST_MS;
-    } catch (error) {
-      if (signal.aborted) return;
-      setStatus('connecting');
-      await sleep(delay, signal);
-      delay = Math.min(delay * 2, RETRY_MAX_MS);
     }
+  } catch {
+    if (!signal.aborted) report.failed(null); // a network error
   }
 }
 // end tutorial: poll-loop
@@ -131,33 +160,19 @@ async function readText(response) {
   return new TextDecoder('utf-8', { ignoreBOM: true }).decode(await response.arrayBuffer());
 }
 
-function sleep(ms, signal) {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done);
-  });
-}
-
 // --- Opening and closing -----------------------------------------------
 
-function connect() {
-  if (closeTransport) return;
-  setStatus('connecting');
-  closeTransport = transport === 'eventsource' ? openEventStream() : openLongPoll();
-}
-
-function disconnect() {
-  closeTransport?.();
-  closeTransport = null;
-  setStatus('closed');
-}
-
-openWhileShown(connect, disconnect);
+showStream({
+  stream: '/chat',
+  attempts: {
+    eventsource: streamAttempt('/chat/events', { transport: 'eventsource', types: ['message', 'reset'] }),
+    longpoll: chatLongPoll,
+  },
+  onevent,
+  onrole: (role) => {
+    if (role === 'follower' && epoch === null && pending === null) catchUp();
+  },
+});
 
 // --- Posting -----------------------------------------------------------
 
@@ -166,25 +181,36 @@ const POST_ERRORS = {
   413: 'The message is too long for the server.',
 };
 
+// How long a post may take; a test may shorten it with <form data-timeout>.
+function postTimeout() {
+  return Number(form.dataset.timeout) || POST_TIMEOUT_MS;
+}
+
 // The form's submit covers both the Send button and Enter in the input.
+// The text stays in the box until the server has taken it.
 form.addEventListener('submit', async (event) => {
   event.preventDefault();
   const text = messageInput.value;
   if (text.trim() === '') return;
   sendButton.disabled = true;
   showError('');
+  const timeout = postTimeout();
   try {
     const response = await fetch('/chat/post', {
       method: 'POST',
       body: new URLSearchParams({ message: text }),
+      signal: AbortSignal.timeout(timeout),
     });
     if (response.ok) {
-      messageInput.value = '';
+      if (messageInput.value === text) messageInput.value = '';
     } else {
       showError(POST_ERRORS[response.status] ?? `The server refused the message (HTTP ${response.status}).`);
     }
-  } catch {
-    showError('The server could not be reached; the message was not sent.');
+  } catch (error) {
+    showError(error.name === 'TimeoutError'
+      ? `The server did not answer within ${timeout / 1000} s, so the post was given up; ` +
+        'it may or may not have arrived. The message is still in the box.'
+      : 'The server could not be reached; the message was not sent.');
   } finally {
     sendButton.disabled = false;
     messageInput.focus();

@@ -5,9 +5,8 @@
 // id we now hold. Plain script, no modules: it defines the globals
 //   parseEventStream(text, state)   the WHATWG parser, as a pure function
 //   LongPollEventSource(url)        the EventSource interface over that loop
-//   chooseTransport()               'eventsource' or 'longpoll' for this page
-//   openEventSource(url, {transport})
-//   openWhileShown(connect, disconnect)  closed on pagehide, reopened from the cache
+// and nothing else: choosing a transport and reopening after failures is the
+// page helper's job (static/js/page.js).
 'use strict';
 
 /**
@@ -105,7 +104,10 @@ function parseEventStream(text, { lastEventId = '', reconnectionTime = 2000 } = 
  * fails and reconnects as the WHATWG spec says a native EventSource does:
  * a 200 text/event-stream answer opens it; any other answer (204 included)
  * closes it for good; a network error fires `error` and retries after the
- * reconnection time.
+ * reconnection time. Unlike a native EventSource, the `error` that closes it
+ * tells why: `event.status` (the HTTP status) and `event.retryAfter` (the
+ * answer's Retry-After header, or null), so a page can choose when to try
+ * again.
  */
 class LongPollEventSource extends EventTarget {
   #url;
@@ -151,7 +153,7 @@ class LongPollEventSource extends EventTarget {
     try {
       response = await fetch(this.#url, { headers, cache: 'no-store', signal: this.#request.signal });
       if (response.status !== 200 || !isEventStream(response)) {
-        this.#fail();
+        this.#fail(response);
         return;
       }
       this.#announce();
@@ -187,11 +189,15 @@ class LongPollEventSource extends EventTarget {
     }
   }
 
-  // "Fail the connection": CLOSED, `error`, and no more requests.
-  #fail() {
+  // "Fail the connection": CLOSED, `error`, and no more requests. The
+  // event says which answer failed it: a native EventSource hides that.
+  #fail(response) {
     if (this.#readyState === this.CLOSED) return;
     this.close();
-    this.dispatchEvent(new Event('error'));
+    const event = new Event('error');
+    event.status = response.status;
+    event.retryAfter = response.headers.get('Retry-After');
+    this.dispatchEvent(event);
   }
 
   // "Reestablish the connection": CONNECTING, `error`, then a new request
@@ -212,7 +218,6 @@ for (const [name, value] of [['CONNECTING', 0], ['OPEN', 1], ['CLOSED', 2]]) {
   Object.defineProperty(LongPollEventSource, name, { value, enumerable: true });
   Object.defineProperty(LongPollEventSource.prototype, name, { value, enumerable: true });
 }
-LongPollEventSource.parse = parseEventStream;
 // A class declaration does not become a property of window; make it one,
 // like EventSource.
 window.LongPollEventSource = LongPollEventSource;
@@ -221,34 +226,4 @@ window.LongPollEventSource = LongPollEventSource;
 function isEventStream(response) {
   const type = response.headers.get('Content-Type') ?? '';
   return type.split(';')[0].trim().toLowerCase() === 'text/event-stream';
-}
-
-/**
- * The transport a page should use: `?transport=eventsource|longpoll` when
- * given, else `eventsource` where the browser has EventSource. Asked for
- * `eventsource` without one, it honestly answers `longpoll`.
- */
-function chooseTransport() {
-  const asked = new URLSearchParams(window.location.search).get('transport');
-  if (asked === 'longpoll' || typeof window.EventSource !== 'function') return 'longpoll';
-  return 'eventsource';
-}
-
-/** A native EventSource for `eventsource`, else a LongPollEventSource. */
-function openEventSource(url, { transport = chooseTransport() } = {}) {
-  if (transport === 'eventsource' && typeof window.EventSource === 'function') {
-    return new window.EventSource(url);
-  }
-  return new LongPollEventSource(url);
-}
-
-// Open now; close when the page is hidden for good or put in the
-// back/forward cache, so the server forgets this tab at once; open again if
-// the cache restores it. Both pages connect through this.
-function openWhileShown(connect, disconnect) {
-  window.addEventListener('pagehide', disconnect);
-  window.addEventListener('pageshow', (event) => {
-    if (event.persisted) connect();
-  });
-  connect();
 }

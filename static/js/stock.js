@@ -3,26 +3,16 @@
 // that is the point of the fallback.
 'use strict';
 
-const transport = chooseTransport();
 const CHART_LENGTH = 60; // prices kept for the chart
 const CHART_MARGIN = 8; // px of the viewBox kept free above and below the line
 
 const priceText = document.getElementById('price');
-const statusText = document.getElementById('status');
 const chart = document.getElementById('chart');
 const chartLine = document.getElementById('chart-line');
 const chartHigh = document.getElementById('chart-high');
 const chartLow = document.getElementById('chart-low');
 
 const prices = [];
-let source = null;
-
-document.getElementById('transport').textContent = transport;
-
-function setStatus(state) {
-  statusText.textContent = state;
-  statusText.dataset.state = state;
-}
 
 function showPrice(text) {
   const price = Number(text);
@@ -57,26 +47,14 @@ function drawChart() {
 }
 
 // tutorial: stock-connect
-function connect() {
-  if (source) return;
-  setStatus('connecting');
-  source = openEventSource('/ticker', { transport });
-  source.onopen = () => setStatus('connected');
-  source.onmessage = (event) => {
-    setStatus('connected');
-    showPrice(event.data);
-  };
-  // CONNECTING: the source retries by itself. CLOSED: it has given up.
-  source.onerror = (event) => {
-    setStatus(event.target.readyState === event.target.CLOSED ? 'closed' : 'connecting');
-  };
-}
+// The price stream, over a native EventSource or the long-poll fallback;
+// page.js chooses, reconnects, and shares it with the other tabs.
+showStream({
+  stream: '/ticker',
+  attempts: {
+    eventsource: streamAttempt('/ticker', { transport: 'eventsource' }),
+    longpoll: streamAttempt('/ticker', { transport: 'longpoll' }),
+  },
+  onevent: (event) => showPrice(event.data),
+});
 // end tutorial: stock-connect
-
-function disconnect() {
-  source?.close();
-  source = null;
-  setStatus('closed');
-}
-
-openWhileShown(connect, disconnect);
