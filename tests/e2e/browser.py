@@ -116,9 +116,25 @@ def texts(driver: webdriver.Chrome, selector: str) -> list[str]:
 
 def open_window(driver: webdriver.Chrome, url: str) -> str:
     """Open ``url`` in a new browser window; returns its handle (now current)."""
+    return open_page(driver, url)
+
+
+def open_page(driver: webdriver.Chrome, url: str, *scripts: str) -> str:
+    """Open ``url`` in a new window whose documents first run ``scripts``
+    (before any script of their own); returns the window's handle. A new
+    window also starts with empty sessionStorage."""
     driver.switch_to.new_window("window")
+    for source in scripts:
+        driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": source})
     driver.get(url)
     return driver.current_window_handle
+
+
+# For open_page(): the page's random source always at the middle, so the
+# backoff waits exactly half of each window (0.5, 1, 2, 4 ... s) and a
+# recovery takes a known time. The jitter itself is tested in
+# test_recovery_schedule.py.
+STEADY_RANDOM = "Math.random = () => 0.5;"
 
 
 def close_extra_windows(driver: webdriver.Chrome) -> None:
@@ -136,6 +152,34 @@ def get_json(url: str) -> dict:
     """GET ``url`` from the server under test, as JSON."""
     with urllib.request.urlopen(url, timeout=5) as response:
         return json.load(response)
+
+
+def wait_for_status(driver, window: str, state: str, why: str, timeout: float = TIMEOUT) -> None:
+    """Waits until ``window``'s #status reads ``state``."""
+    driver.switch_to.window(window)
+    wait_until(lambda d: text(d, "#status") == state, f"#status is not {state!r} {why}", timeout, driver)
+
+
+# Every text #status, #transport and #role show from now on, in order, as
+# [element id, text] pairs in window.__states.
+WATCH_STATES = """
+window.__states = [];
+for (const id of ['status', 'transport', 'role']) {
+  const element = document.getElementById(id);
+  new MutationObserver(() => window.__states.push([id, element.textContent]))
+    .observe(element, { childList: true, characterData: true, subtree: true });
+}
+"""
+
+
+def watch_states(driver) -> None:
+    """Start recording what #status, #transport and #role show."""
+    driver.execute_script(WATCH_STATES)
+
+
+def states(driver, element_id: str) -> list[str]:
+    """What #``element_id`` showed since ``watch_states()``, in order."""
+    return [value for id_, value in driver.execute_script("return window.__states") or [] if id_ == element_id]
 
 
 # --- /stock ------------------------------------------------------------

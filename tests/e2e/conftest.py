@@ -5,7 +5,9 @@ Each test module gets one server (``python app.py`` on a free port of
 gets the module's browser through ``browser``, which leaves it with a single
 blank window afterwards, so no page of one test is still polling during the
 next. ``restartable_server`` is a server of the test's own, which it may stop
-and start again on the same port.
+and start again on the same port; ``spawn(*flags)`` starts servers of the
+test's own with more flags (a test may pause them with SIGSTOP: they are
+killed afterwards, paused or not).
 
 There is no skip here: when Chromium or chromium-driver is missing, every
 browser test fails and says what to install.
@@ -14,7 +16,7 @@ browser test fails and says what to install.
 from __future__ import annotations
 
 import signal
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 from selenium import webdriver
@@ -72,3 +74,17 @@ def restartable_server() -> Iterator[RestartableServer]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture
+def spawn() -> Iterator[Callable[..., ServerProcess]]:
+    """``spawn("--max-clients=1")``: a server with SERVER_FLAGS and these."""
+    started: list[ServerProcess] = []
+
+    def start(*flags: str) -> ServerProcess:
+        started.append(ServerProcess(*SERVER_FLAGS, *flags))
+        return started[-1]
+
+    yield start
+    for process in started:
+        process.close()

@@ -13,14 +13,10 @@ from tests.e2e.browser import (
     text,
     texts,
     wait_for_messages,
+    wait_for_status,
     wait_until,
     watch_prices,
 )
-
-
-def wait_for_status(driver, window: str, state: str, why: str) -> None:
-    driver.switch_to.window(window)
-    wait_until(lambda d: text(d, "#status") == state, f"#status is not {state!r} {why}", driver=driver)
 
 
 def test_stock_reconnects_after_a_restart(browser, restartable_server):
@@ -55,9 +51,9 @@ def test_chat_receives_after_a_restart_and_says_it_restarted(browser, restartabl
     server.stop()
     server.start()
 
-    # Each page finds its cursor does not fit the new, empty history (an
-    # EventSource gets a `reset` event, a long poll a 404): the list starts
-    # again, and a notice outside the list says why.
+    # Each page finds its cursor belongs to another history (an EventSource
+    # gets a `reset` event, a long poll a 410 for its ?epoch=): the list
+    # starts again, and a notice outside the list says why.
     for window in (a, b):
         browser.switch_to.window(window)
         wait_until(lambda d: texts(d, "#notices .notice"), "no reset notice after the restart", driver=browser)
