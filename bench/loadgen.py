@@ -95,6 +95,11 @@ def percentile(values: list[float], fraction: float) -> Optional[float]:
     return ordered[rank - 1]
 
 
+def setup_path(path: Optional[str]) -> Optional[str]:
+    """Where the profile of the connect phase goes: ``x.txt`` -> ``x-setup.txt``."""
+    return None if not path else (path[:-4] if path.endswith(".txt") else path) + "-setup.txt"
+
+
 class Profiler:
     """py-spy on the server for exactly the measured window (``--profile``):
     started when the window opens, stopped with SIGINT (py-spy then writes
@@ -314,6 +319,8 @@ async def ticker(args, targets: list[tuple[str, int]]) -> dict:
     loop = asyncio.get_running_loop()
     run = TickerRun()
     profiler = Profiler(args.pid[0], args.profile)
+    # The connect phase apart: N new requests, not one event to N.
+    setup_profiler = Profiler(args.pid[0], setup_path(args.profile), rate=1000)
     result: dict = {"scenario": "ticker", "n": args.n, "servers": len(targets)}
     requests = [(f"GET /ticker HTTP/1.1\r\nHost: {host}:{port}\r\n"
                  "Accept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n").encode()
@@ -333,9 +340,13 @@ async def ticker(args, targets: list[tuple[str, int]]) -> dict:
 
     try:
         rss_idle = total_rss_bytes(args.pid)
+        await setup_profiler.start()
+        cpu_before = total_cpu_seconds(args.pid)
         started = time.monotonic()
         opened, errors = await open_many(args.n, args.concurrency, started + args.connect_timeout, open_one)
         all_connected = time.monotonic()
+        result["server_cpu_us_per_connect"] = (total_cpu_seconds(args.pid) - cpu_before) * 1e6 / max(1, run.alive)
+        await setup_profiler.stop()
         result.update(connected=run.alive, connect_errors=len(errors), connect_error_sample=errors[:3],
                       connect_seconds=all_connected - started, rss_idle=rss_idle)
         if run.alive < args.n:
@@ -389,6 +400,7 @@ async def ticker(args, targets: list[tuple[str, int]]) -> dict:
         return result
     finally:
         await profiler.stop()
+        await setup_profiler.stop()
         for transport in transports:
             reset_on_close(transport)
 
@@ -467,6 +479,7 @@ async def chat(args, targets: list[tuple[str, int]]) -> dict:
     # Only the first post is profiled (the window is short: sample faster),
     # so the profile shows answering N polls, not taking N new ones.
     profiler = Profiler(pid, args.profile, rate=1000)
+    setup_profiler = Profiler(pid, setup_path(args.profile), rate=1000)
 
     async def open_one(index: int):
         transport, poll = await loop.create_connection(lambda: LongPoll(host_header), host, port)
@@ -476,6 +489,8 @@ async def chat(args, targets: list[tuple[str, int]]) -> dict:
     try:
         rss_idle = rss_bytes(pid)
         number = (await status(host, port))["chat"]["messages"]
+        await setup_profiler.start()
+        cpu_before = cpu_seconds(pid)
         started = time.monotonic()
         deadline = started + args.connect_timeout
         # A held poll sends nothing back, so the client cannot tell when the
@@ -497,6 +512,9 @@ async def chat(args, targets: list[tuple[str, int]]) -> dict:
             result["error"] = f"only {len(polls)} of {args.n} connected"
             return result
         result["hold_seconds"] = time.monotonic() - started
+        # Includes the /status polls between batches (one per 100 polls).
+        result["server_cpu_us_per_hold"] = (cpu_seconds(pid) - cpu_before) * 1e6 / args.n
+        await setup_profiler.stop()
         result["rss_loaded"] = rss_bytes(pid)
 
         rounds = []
@@ -544,6 +562,7 @@ async def chat(args, targets: list[tuple[str, int]]) -> dict:
         return result
     finally:
         await profiler.stop()
+        await setup_profiler.stop()
         for poll in polls:
             if poll.transport is not None:
                 reset_on_close(poll.transport)

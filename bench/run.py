@@ -31,6 +31,7 @@ import platform
 import re
 import resource
 import select
+import shlex
 import shutil
 import signal
 import socket
@@ -56,8 +57,9 @@ SERVERS = {
     # timeout longer than a run, since the peers' polls never time out.
     "tornado": ["app.py", "--port=0", "--tick-interval={tick}", "--max-clients=20000", "--poll-timeout=120"],
     "sse-starlette": ["bench/peers/sse_starlette_app.py", "--port", "0", "--tick-interval", "{tick}"],
-    "aiohttp-sse": ["bench/peers/aiohttp_app.py", "--port", "0", "--tick-interval", "{tick}"],
-    "floor": ["bench/peers/floor.py", "--port", "0", "--tick-interval", "{tick}"],
+    # The peers' polls time out as ours do (204), after as long.
+    "aiohttp-sse": ["bench/peers/aiohttp_app.py", "--port", "0", "--tick-interval", "{tick}", "--poll-timeout", "120"],
+    "floor": ["bench/peers/floor.py", "--port", "0", "--tick-interval", "{tick}", "--poll-timeout", "120"],
 }
 OURS, FLOOR = "tornado", "floor"
 PEERS = ("sse-starlette", "aiohttp-sse")
@@ -110,6 +112,8 @@ class Runner:
         monotonic clock every process here shares. ``port`` (ours only)
         replaces ``--port=0``."""
         command = [arg.format(tick=self.args.tick_interval) for arg in SERVERS[name]] + list(extra)
+        if name == OURS:
+            command += shlex.split(self.args.ours_flags)
         if port:
             command = [f"--port={port}" if arg == "--port=0" else arg for arg in command]
         process = subprocess.Popen(
@@ -363,7 +367,7 @@ def source_state(app: Path) -> dict:
         except (OSError, subprocess.TimeoutExpired):
             return ""
         return done.stdout.strip() if done.returncode == 0 else ""
-    changed = git("status", "--porcelain", "--", "app.py", "handlers")
+    changed = git("status", "--porcelain", "--", "app.py", "handlers", "comet")
     return {"app": str(app), "commit": git("rev-parse", "--short", "HEAD") or "unknown",
             "changed_files": [line[3:] for line in changed.splitlines()]}
 
@@ -381,7 +385,8 @@ def run(args) -> dict:
         "machine": machine(),
         "ours": source_state(args.app),
         "settings": {k: getattr(args, k) for k in ("n", "events", "rounds", "tick_interval", "concurrency",
-                                                   "server_cpu", "client_cpu", "servers", "scenarios")}
+                                                   "server_cpu", "client_cpu", "servers", "scenarios",
+                                                   "ours_flags")}
                     | {"pinned": not args.no_pin, "commands": SERVERS},
         "results": [],
         "redis_results": [],
@@ -513,17 +518,29 @@ CHAT_COLUMNS = [
     ("server CPU per post (ms)", lambda r: r["server_cpu_ms_per_post"], 1),
     ("RSS per held poll (KB)", lambda r: r["rss_per_poll"] / 1024, 1),
 ]
+# What one request costs, ours against each other server: (scenario, label,
+# figure, unit, digits). "connect" and RSS per stream come from the ticker.
 RATIO_METRICS = [
-    ("ticker", "spread median", lambda r: r["spread_median_ms"]),
-    ("ticker", "CPU per event", lambda r: r["server_cpu_ms_per_event"]),
-    ("ticker", "RSS per connection", lambda r: r["rss_per_connection"]),
-    ("chat", "POST → last answer", lambda r: r["post_to_last_median_ms"]),
+    ("chat", "POST → last of N answers", lambda r: r["post_to_last_median_ms"], "ms", 0),
+    ("chat", "server CPU per post", lambda r: r["server_cpu_ms_per_post"], "ms", 0),
+    ("chat", "hold N polls", lambda r: r["hold_seconds"], "s", 2),
+    ("chat", "RSS per held poll", lambda r: r["rss_per_poll"] / 1024, "KB", 1),
+    ("ticker", "connect N streams", lambda r: r["connect_seconds"], "s", 2),
+    ("chat", "server CPU per poll taken", lambda r: r["server_cpu_us_per_hold"], "µs", 0),
+    ("ticker", "server CPU per stream taken", lambda r: r["server_cpu_us_per_connect"], "µs", 0),
+    ("ticker", "RSS per stream", lambda r: r["rss_per_connection"] / 1024, "KB", 1),
+    ("ticker", "CPU per event", lambda r: r["server_cpu_ms_per_event"], "ms", 1),
+    ("ticker", "spread, median", lambda r: r["spread_median_ms"], "ms", 1),
 ]
+AIOHTTP = "aiohttp-sse"
 
 
 def value_of(found: dict, key, metric):
     result = found.get(key)
-    return None if result is None else metric(result)
+    try:
+        return None if result is None else metric(result)
+    except KeyError:  # a figure an older bench.json does not have
+        return None
 
 
 def markdown(report: dict) -> str:
@@ -552,7 +569,8 @@ def markdown(report: dict) -> str:
            if len({str(r["ours"]) for r in report["results"] if "ours" in r} | {str(ours)}) > 1
            else "")
         + (f", with uncommitted changes to {', '.join(ours['changed_files'])}"
-           if ours.get("changed_files") else "") + ".",
+           if ours.get("changed_files") else "")
+        + (f", with the flags `{settings['ours_flags']}`" if settings.get("ours_flags") else "") + ".",
         "",
         "## Ticker: one event to N EventSource readers",
         "",
@@ -567,16 +585,7 @@ def markdown(report: dict) -> str:
             "median and worst of the posts. CPU: the server's, from the POST to the last answer.", ""]
     out += tables("chat", CHAT_COLUMNS, ns, servers, found)
     if OURS in servers:
-        others = [s for s in servers if s != OURS]
-        out += ["## Ratios: tornado ÷ each other server (below 1 is better)", "",
-                "| N | metric | " + " | ".join(f"÷ {s}" for s in others) + " |",
-                "| ---: | --- |" + " ---: |" * len(others)]
-        for n in ns:
-            for scenario, label, metric in RATIO_METRICS:
-                ours = value_of(found, (scenario, n, OURS), metric)
-                cells = [ratio(ours, value_of(found, (scenario, n, s), metric)) for s in others]
-                out.append(f"| {n:,} | {label} | " + " | ".join(cells) + " |")
-        out.append("")
+        out += ratio_tables(found, ns, servers)
         out += goal_lines(found, max(ns))
     if report.get("restart_results"):
         out += restart_markdown(report)
@@ -588,27 +597,61 @@ def markdown(report: dict) -> str:
     return "\n".join(out)
 
 
-def goal_lines(found: dict, n: int) -> list[str]:
-    """The issue's goal at the largest N, checked."""
-    def get(server, metric):
-        return value_of(found, ("ticker", n, server), metric)
+def ratio_tables(found: dict, ns, servers) -> list[str]:
+    """Per N: each figure of ours beside aiohttp's and the floor's, and ours
+    divided by each other server's (below 1 is better)."""
+    others = [s for s in servers if s != OURS]
+    shown = [s for s in (AIOHTTP, FLOOR) if s in servers]
+    out = ["## Ours against the others: the figures and the ratios", "",
+           "Each figure of ours next to aiohttp's and the floor's, then ours ÷ each other server "
+           "(below 1 is better). The chat figures come from the chat scenario, the connect time and RSS "
+           "per stream from the ticker's.", ""]
+    for n in ns:
+        out += [f"### N = {n:,}", "",
+                "| figure | tornado | " + " | ".join(shown) + " | " + " | ".join(f"÷ {s}" for s in others) + " |",
+                "| --- | ---: |" + " ---: |" * (len(shown) + len(others))]
+        for scenario, label, metric, unit, digits in RATIO_METRICS:
+            ours = value_of(found, (scenario, n, OURS), metric)
+            values = [number(value_of(found, (scenario, n, s), metric), digits) for s in shown]
+            cells = [ratio(ours, value_of(found, (scenario, n, s), metric)) for s in others]
+            out.append(f"| {label} ({unit}) | {number(ours, digits)} | " + " | ".join(values + cells) + " |")
+        out.append("")
+    return out
 
-    spread = lambda r: r["spread_median_ms"]
-    cpu = lambda r: r["server_cpu_ms_per_event"]
-    rss = lambda r: r["rss_per_connection"]
+
+def goal_lines(found: dict, n: int) -> list[str]:
+    """The goals at the largest N, checked: the fan-out's (ticker near the
+    floor, ahead of both peers) and the per-request cost's (each figure at or
+    below aiohttp's; the ticker's CPU per event within 1.3× the floor)."""
+    def get(scenario, server, label):
+        metric = next(m[2] for m in RATIO_METRICS if m[1] == label)
+        return value_of(found, (scenario, n, server), metric)
+
     checks = []
-    for label, metric in (("median spread", spread), ("CPU per event", cpu)):
-        ours, peers, floor = get(OURS, metric), [get(p, metric) for p in PEERS], get(FLOOR, metric)
+    for label in ("spread, median", "CPU per event"):
+        ours, peers = get("ticker", OURS, label), [get("ticker", p, label) for p in PEERS]
         if ours is not None and None not in peers:
-            checks.append((f"{label} below both peers'", all(ours < p for p in peers)))
-        if ours is not None and floor is not None:
-            checks.append((f"{label} within 2× of the floor ({ours / floor:.2f}×)", ours <= 2 * floor))
-    ours, peers = get(OURS, rss), [get(p, rss) for p in PEERS]
-    if ours is not None and None not in peers:
-        checks.append(("RSS per connection no more than the peers'", all(ours <= p for p in peers)))
+            checks.append((f"ticker {label} below both peers'", all(ours < p for p in peers)))
+    ours, floor = get("ticker", OURS, "CPU per event"), get("ticker", FLOOR, "CPU per event")
+    if ours is not None and floor:
+        checks.append((f"ticker CPU per event within 1.3× the floor ({ours / floor:.2f}×)", ours <= 1.3 * floor))
+    ours, floor = get("ticker", OURS, "spread, median"), get("ticker", FLOOR, "spread, median")
+    if ours is not None and floor:
+        checks.append((f"ticker spread within 2× the floor ({ours / floor:.2f}×; 1.07× at commit 0685ad8)",
+                       ours <= 2 * floor))
+    at_or_below_aiohttp = ("POST → last of N answers", "server CPU per post", "hold N polls", "RSS per held poll",
+                           "connect N streams", "RSS per stream")
+    for scenario, label, *_ in [m for m in RATIO_METRICS if m[1] in at_or_below_aiohttp]:
+        ours, aiohttp = get(scenario, OURS, label), get(scenario, AIOHTTP, label)
+        if ours is not None and aiohttp:
+            checks.append((f"{label} at or below aiohttp's ({ours / aiohttp:.2f}×)", ours <= aiohttp))
+    for label in ("POST → last of N answers", "server CPU per post"):
+        ours, floor = get("chat", OURS, label), get("chat", FLOOR, label)
+        if ours is not None and floor:
+            checks.append((f"{label} within 2× the floor, the aim ({ours / floor:.2f}×)", ours <= 2 * floor))
     if not checks:
         return []
-    lines = [f"## The goal at N = {n:,}", ""]
+    lines = [f"## The goals at N = {n:,}", ""]
     lines += [f"- {'met' if ok else 'NOT met'}: {label}" for label, ok in checks]
     return lines + [""]
 
@@ -944,6 +987,8 @@ def parse_args(argv=None):
     parser.add_argument("--servers", nargs="+", choices=list(SERVERS), default=list(SERVERS))
     parser.add_argument("--app", type=Path, default=ROOT,
                         help="the checkout whose app.py is 'tornado' (to compare two versions of ours)")
+    parser.add_argument("--ours-flags", default="", metavar="FLAGS",
+                        help="more flags for our app.py, e.g. --ours-flags=--uvloop (a candidate change)")
     parser.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS),
                         help="redis: our ticker on one process and on two sharing it through Redis "
                              "(docs/bench-redis.md); restart: our server restarted under N browsers "
@@ -1005,6 +1050,8 @@ def main(argv=None) -> None:
         (args.out / "bench-redis.md").write_text(redis_markdown(report))
         print(f"wrote {args.out / 'bench-redis.md'}")
     if main_run:
+        found, ns = figures(report), sorted(report["settings"]["n"])
+        print("\n".join(ratio_tables(found, ns, report["settings"]["servers"]) + goal_lines(found, max(ns))))
         (args.out / "bench.md").write_text(markdown(report))
         plot(report, args.out / "bench.png")
         print(f"wrote {args.out / 'bench.md'} and {args.out / 'bench.png'}")

@@ -1,8 +1,14 @@
-"""Peer: the ticker and the long-poll chat with aiohttp + aiohttp-sse.
+"""Peer: the ticker with aiohttp + aiohttp-sse, the long-poll chat with aiohttp.
 
-Written the way aiohttp-sse's own chat example broadcasts (one
+The ticker is written the way aiohttp-sse's own chat example broadcasts (one
 ``asyncio.Queue`` per subscriber, ``sse_response`` as a context manager),
 with default settings except the ping interval, set to our keep-alive (15 s).
+
+The chat holds a request the way aiohttp's examples wait for something: one
+future per held GET, which a post completes; a ``call_later`` per poll ends
+it at ``--poll-timeout`` (as ours does: ``asyncio.timeout`` costs more). It answers as ours does (docs/protocol.md §1): message
+N at once if kept, held if N is the next one (204 after ``--poll-timeout``),
+404 past the end, 410 aged out of the bounded history, the same headers.
 
     python bench/peers/aiohttp_app.py --port 0 --tick-interval 1.0
 
@@ -13,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import math
 import random
+import secrets
 import socket
 
 from aiohttp import web
@@ -44,21 +52,32 @@ class Ticker:
 
 
 class Chat:
-    def __init__(self) -> None:
-        self.messages: list[str] = []
-        self.new_message = asyncio.Event()
-        self.waiting = 0
+    """A bounded history and the futures of the held polls."""
+
+    def __init__(self, history: int) -> None:
+        self.messages: collections.deque[str] = collections.deque(maxlen=history)
+        self.count = 0
+        self.waiters: set[asyncio.Future] = set()
+        self.epoch = secrets.token_urlsafe(6)
+
+    @property
+    def first(self) -> int:
+        return self.count - len(self.messages)
 
     def post(self, message: str) -> int:
         self.messages.append(message)
-        self.new_message.set()
-        self.new_message = asyncio.Event()
-        return len(self.messages) - 1
+        self.count += 1
+        waiters, self.waiters = self.waiters, set()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        return self.count - 1
 
 
 ticker_key = web.AppKey("ticker", Ticker)
 chat_key = web.AppKey("chat", Chat)
 ping_key = web.AppKey("ping", float)
+poll_timeout_key = web.AppKey("poll_timeout", float)
 
 
 async def ticker_stream(request: web.Request) -> web.StreamResponse:
@@ -76,39 +95,61 @@ async def ticker_stream(request: web.Request) -> web.StreamResponse:
     return response
 
 
+TIMEOUT = "timeout"
+
+
+def expire(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_result(TIMEOUT)
+
+
+def chat_headers(chat: Chat, **more: str) -> dict:
+    return {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff", "X-Chat-Epoch": chat.epoch, **more}
+
+
 async def chat_post(request: web.Request) -> web.Response:
+    chat = request.app[chat_key]
     form = await request.post()
     message = form.get("message")
     if not message:
-        raise web.HTTPBadRequest(text="message is missing")
-    return web.json_response({"id": request.app[chat_key].post(message)})
+        raise web.HTTPBadRequest(text="message is missing", headers=chat_headers(chat))
+    return web.json_response({"id": chat.post(message)}, headers=chat_headers(chat))
 
 
 async def chat_get(request: web.Request) -> web.Response:
     chat = request.app[chat_key]
     number = int(request.match_info["number"])
-    chat.waiting += 1
-    try:
-        while number == len(chat.messages):
-            await chat.new_message.wait()
-    finally:
-        chat.waiting -= 1
-    if number > len(chat.messages):
-        raise web.HTTPNotFound(text="not yet")
-    return web.Response(text=chat.messages[number])
+    if number == chat.count:
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        chat.waiters.add(waiter)
+        timer = loop.call_later(request.app[poll_timeout_key], expire, waiter)
+        try:
+            if await waiter is TIMEOUT:
+                return web.Response(status=204, headers=chat_headers(chat))
+        finally:
+            timer.cancel()
+            chat.waiters.discard(waiter)
+    if chat.first <= number < chat.count:
+        return web.Response(text=chat.messages[number - chat.first], headers=chat_headers(chat))
+    where = chat_headers(chat, **{"X-First-Message": str(chat.first), "X-Next-Message": str(chat.count)})
+    if number > chat.count:
+        raise web.HTTPNotFound(text=f"message {number} has not been posted yet", headers=where)
+    raise web.HTTPGone(text=f"message {number} is no longer kept", headers=where)
 
 
 async def status(request: web.Request) -> web.Response:
     chat, ticker = request.app[chat_key], request.app[ticker_key]
     return web.json_response({
-        "chat": {"messages": len(chat.messages), "waiting": chat.waiting},
+        "chat": {"messages": chat.count, "first": chat.first, "waiting": len(chat.waiters)},
         "ticker": {"id": ticker.id, "streams": len(ticker.subscribers)},
     })
 
 
-def build(tick_interval: float, ping: float) -> web.Application:
+def build(tick_interval: float, ping: float, history: int, poll_timeout: float) -> web.Application:
     app = web.Application()
-    app[ticker_key], app[chat_key], app[ping_key] = Ticker(), Chat(), ping
+    app[ticker_key], app[chat_key], app[ping_key] = Ticker(), Chat(history), ping
+    app[poll_timeout_key] = poll_timeout
 
     async def run_ticker(app: web.Application):
         task = asyncio.create_task(app[ticker_key].run(tick_interval))
@@ -129,6 +170,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--tick-interval", type=float, default=1.0)
     parser.add_argument("--ping", type=float, default=15.0)
+    parser.add_argument("--history", type=int, default=1000, help="chat messages kept")
+    parser.add_argument("--poll-timeout", type=float, default=25.0, help="seconds a poll is held before 204")
     args = parser.parse_args()
     # Bound and listening before the URL is printed (128 is aiohttp's default
     # backlog), so the load generator's first connection queues.
@@ -137,7 +180,7 @@ def main() -> None:
     sock.bind((args.address, args.port))
     sock.listen(128)
     print(f"http://{args.address}:{sock.getsockname()[1]}/", flush=True)
-    web.run_app(build(args.tick_interval, args.ping), sock=sock)
+    web.run_app(build(args.tick_interval, args.ping, args.history, args.poll_timeout), sock=sock)
 
 
 if __name__ == "__main__":
