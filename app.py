@@ -30,6 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # Where the server listens: main() reads these.
 define("port", default=8888, help="port to listen on; 0 picks a free one", group="server")
 define("address", default="127.0.0.1", help="address to listen on", group="server")
+define("xheaders", default=False, help="behind a proxy: take the client's address from its X-Real-IP / X-Forwarded-For", group="server")
 # What make_app() is built from: options.group_dict("app"), tests override any of them.
 define("debug", default=False, help="reload on change, tracebacks in error pages", group="app")
 define("poll_timeout", default=25.0, help="seconds a long poll is held before 204 / an empty batch", group="app")
@@ -41,6 +42,11 @@ define("retry_jitter", default=2000, help="up to this many ms added at random to
 define("keepalive", default=15.0, help="seconds between keep-alive comments on an idle stream", group="app")
 define("tick_interval", default=1.0, help="seconds between price moves", group="app")
 define("max_clients", default=10000, help="open streams plus held polls; past it, 503", group="app")
+# A browser's tabs share one connection per stream, so a browser holds one or
+# two; 2500 lets an office of a thousand behind one NAT address in with room
+# to spare, while one address (a script in a loop) gets a quarter of the
+# default --max-clients, never every slot. docs/deployment.md says more.
+define("max_clients_per_address", default=2500, help="open streams plus held polls from one address; past it, 503 (0: no cap)", group="app")
 define("max_backlog", default=256 * 1024, help="bytes a stuck chat stream may fall behind before it is dropped", group="app")
 define("gzip", default=False, help="compress pages (never event streams or polls)", group="app")
 define("redis", default="", help="redis://host:port/db: share the chat and the ticker with other processes", group="app")
@@ -68,7 +74,7 @@ class CometApp(tornado.web.Application):
         gzip_pages = settings.pop("gzip")
         self.engine = open_engine(settings.pop("redis"), settings["history"], settings["tick_interval"])
         self.history, self.prices = self.engine.history, self.engine.prices
-        self.clients = Clients(settings["max_clients"])
+        self.clients = Clients(settings["max_clients"], settings["max_clients_per_address"])
         chat = dict(history=self.history)
         held = dict(clients=self.clients)
         super().__init__(
@@ -139,7 +145,7 @@ async def main() -> None:
     raise_open_file_limit()
     app = make_app()
     # idle_connection_timeout: idle keep-alive connections only; a held request is not idle.
-    server = CometHTTPServer(app, max_body_size=options.max_body, idle_connection_timeout=60)
+    server = CometHTTPServer(app, xheaders=options.xheaders, max_body_size=options.max_body, idle_connection_timeout=60)
     # A burst of thousands of reconnecting clients overflows Tornado's default 128.
     sockets = tornado.netutil.bind_sockets(options.port, options.address, backlog=1024)
     server.add_sockets(sockets)

@@ -3,8 +3,9 @@
 Holding a request open is the heart of Comet. Four things end a wait: the
 event arrives, a timer runs out, the client goes away, or the server shuts
 down. ``Clients`` counts the holds by kind (``/status`` shows the counts),
-caps their number (``--max-clients``), and at shutdown ends every one of
-them, so each client gets a complete response.
+caps their number (``--max-clients``) and the number from one address
+(``--max-clients-per-address``), and at shutdown ends every one of them, so
+each client gets a complete response.
 
 A holder is anything with an ``end(why)`` method; the handlers in
 ``handlers/base.py`` are the holders. Nothing here knows about HTTP.
@@ -26,42 +27,55 @@ class Holder(Protocol):
 
 
 class Full(Exception):
-    """The server holds ``--max-clients`` requests already: come back later."""
+    """The server holds ``--max-clients`` requests already, or this address
+    its ``--max-clients-per-address``: come back later."""
 
 
 class Clients:
     """Every request the server is holding, counted by kind."""
 
-    def __init__(self, limit: int = 10000) -> None:
+    def __init__(self, limit: int = 10000, per_address: int = 0) -> None:
+        """At most ``limit`` holds, and ``per_address`` from one address
+        (0: no cap per address)."""
         self.limit = limit
+        self.per_address = per_address
         self.counts: Counter[str] = Counter()
-        self.holders: set[Holder] = set()
+        self.holders: dict[Holder, str] = {}  # each held request, and the address it came from
+        self.by_address: Counter[str] = Counter()  # only addresses that hold something
         self.closing = False
         self._drained: Optional[asyncio.Future] = None
 
-    def admit(self, holder: Holder, kind: str) -> None:
-        """Count ``holder`` as held; ``Full`` past the limit.
+    def admit(self, holder: Holder, kind: str, address: str = "") -> None:
+        """Count ``holder``, from ``address``, as held; ``Full`` past either
+        limit.
 
         During shutdown a request is still let in, and released at once like
         the others: a refusal would make an EventSource give up for good."""
-        if len(self.holders) >= self.limit and not self.closing:
-            raise Full(f"the server holds {self.limit} clients already")
-        self.holders.add(holder)
+        if not self.closing:
+            if len(self.holders) >= self.limit:
+                raise Full(f"the server holds {self.limit} clients already")
+            if self.per_address and self.by_address[address] >= self.per_address:
+                raise Full(f"{address or 'this address'} holds {self.per_address} streams and polls already")
+        self.holders[holder] = address
+        self.by_address[address] += 1
         self.counts[kind] += 1
         if self.closing:
             holder.end(CLOSING)
 
     def leave(self, holder: Holder, kind: str) -> None:
         """``holder`` is no longer held (its response has ended)."""
-        self.holders.discard(holder)
+        address = self.holders.pop(holder)
+        self.by_address[address] -= 1
+        if not self.by_address[address]:
+            del self.by_address[address]  # a passing crowd of addresses leaves nothing behind
         self.counts[kind] -= 1
         if not self.holders and self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
 
     @contextlib.contextmanager
-    def holding(self, holder: Holder, kind: str) -> Iterator[None]:
+    def holding(self, holder: Holder, kind: str, address: str = "") -> Iterator[None]:
         """``admit``, and ``leave`` when the ``with`` block ends."""
-        self.admit(holder, kind)
+        self.admit(holder, kind, address)
         try:
             yield
         finally:

@@ -73,9 +73,11 @@ class HoldingHandler(BaseHandler):
     @contextlib.contextmanager
     def holding(self, kind: str) -> Iterator[None]:
         """Count this request in ``clients`` as ``kind`` while the block
-        runs; a 503 with ``Retry-After`` when the server is full."""
+        runs; a 503 with ``Retry-After`` when the server, or this client's
+        address, holds its limit already. The address is the peer's, or with
+        ``--xheaders`` the one the proxy in front names."""
         try:
-            self.clients.admit(self, kind)
+            self.clients.admit(self, kind, self.request.remote_ip or "")
         except Full as full:
             raise tornado.web.HTTPError(503, "%s, try again later", full) from None
         try:
