@@ -131,11 +131,11 @@ class ServerProcess:
         """(status, headers, body) of one request, answered in full."""
         return fetch(self.port, path, method, body, headers, timeout)
 
-    def post(self, message: Union[bytes, str]) -> tuple[int, HTTPHeaders, bytes]:
+    def post(self, message: Union[bytes, str], timeout: float = 5.0) -> tuple[int, HTTPHeaders, bytes]:
         """POST /chat/post with ``message`` form-encoded."""
         raw = message.encode("utf-8") if isinstance(message, str) else message
         return self.fetch("/chat/post", "POST", b"message=" + quote_from_bytes(raw).encode("ascii"),
-                          {"Content-Type": "application/x-www-form-urlencoded"})
+                          {"Content-Type": "application/x-www-form-urlencoded"}, timeout)
 
     def status(self) -> dict:
         code, headers, body = self.fetch("/status")

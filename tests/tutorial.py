@@ -22,7 +22,6 @@ tests/unit/test_tutorial.py checks that. After changing quoted code,
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 from pathlib import Path

@@ -322,3 +322,25 @@ def test_state_update_calls_subscribers_with_the_new_state_in_place():
     prices.subscribe(lambda: seen.append(prices.owed(1)))
     prices.update("100.01")
     assert seen == [(encode_event("100.01", event_id=2), 2)]
+
+
+# What the Redis engine's mirrors need (tests/process/test_redis.py) -------------
+
+
+def test_a_history_restarted_further_on_resets_readers_left_in_the_gap():
+    history = BoundedEventQueue(3)
+    for message in ("a", "b"):
+        history.append(message)
+    history.restart_at(5, ["x", "y"])
+    assert (history.first, history.count, history.since(5)) == (5, 7, ["x", "y"])
+    assert history.owed(1) == (b"event: reset\nid: 5\ndata: 5\n\nid: 6\ndata: x\n\nid: 7\ndata: y\n\n", 7)
+    assert history.backlog(1) == len(b"id: 6\ndata: x\n\nid: 7\ndata: y\n\n")
+    assert history.append("z") == 7
+
+
+def test_a_state_stream_takes_an_id_given_elsewhere():
+    prices = StateStream("100.00")
+    prices.publish(42, "101.25")
+    assert (prices.id, prices.data) == (42, "101.25")
+    assert prices.owed(None) == (b"id: 42\ndata: 101.25\n\n", 42)
+    assert prices.owed(42) == (b"", 42)

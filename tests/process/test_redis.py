@@ -10,7 +10,6 @@ on, Redis stopped and started again.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import shutil
@@ -19,38 +18,16 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-import urllib.parse
 from typing import Callable, Iterator, Optional
 
 import pytest
 
-from handlers.policies import BoundedEventQueue, StateStream
+from tests.client import HOST, Client, free_port, wait_until
 from tests.server import ROOT, ServerProcess
 
-HOST = "127.0.0.1"
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 # Short timers: a move every 0.2 s, a keep-alive every 0.3 s.
 FAST = ("--tick-interval=0.2", "--keepalive=0.3", "--poll-timeout=10")
-
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def eventually(condition: Callable[[], object], timeout: float = 5.0, what: str = "the condition"):
-    """Poll ``condition`` until it returns something true; fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not hold within {timeout} s")
-        time.sleep(0.05)
 
 
 class RedisServer:
@@ -71,7 +48,7 @@ class RedisServer:
              "--dir", self.directory],
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
         )
-        eventually(self.answers, timeout=10.0, what=f"redis-server answering on port {self.port}")
+        assert wait_until(self.answers, timeout=10.0), f"redis-server not answering on port {self.port}"
 
     def answers(self) -> bool:
         try:
@@ -130,35 +107,17 @@ def start_app(redis_server) -> Iterator[Callable[..., ServerProcess]]:
         server.close()
 
 
-# --- a small HTTP client ------------------------------------------------------------------
-
-
-def request(server: ServerProcess, method: str, path: str, body: Optional[bytes] = None, headers=None):
-    """(status, headers, body) of one request."""
-    connection = http.client.HTTPConnection(HOST, server.port, timeout=10)
-    try:
-        connection.request(method, path, body=body, headers=headers or {})
-        response = connection.getresponse()
-        return response.status, response.headers, response.read()
-    finally:
-        connection.close()
-
-
-def post(server: ServerProcess, message: str) -> tuple[int, bytes]:
-    body = urllib.parse.urlencode({"message": message}).encode()
-    status, _, text = request(server, "POST", "/chat/post", body,
-                              {"Content-Type": "application/x-www-form-urlencoded"})
-    return status, text
+# --- talking to the processes --------------------------------------------------------------
 
 
 def post_ok(server: ServerProcess, message: str) -> int:
-    status, text = post(server, message)
+    status, _, text = server.post(message)
     assert status == 200, (status, text)
     return json.loads(text)["id"]
 
 
 def get_json(server: ServerProcess, path: str) -> dict:
-    status, _, text = request(server, "GET", path)
+    status, _, text = server.fetch(path, timeout=10)
     assert status == 200, (path, status, text)
     return json.loads(text)
 
@@ -172,51 +131,19 @@ def ticker_state(server: ServerProcess) -> tuple[int, float]:
     return ticker["id"], ticker["price"]
 
 
-class EventStream:
-    """One open event stream, read block by block, each read bounded."""
+def event_stream(server: ServerProcess, path: str, last_event_id: Optional[int] = None) -> Client:
+    """An open event stream, its head read."""
+    headers = {} if last_event_id is None else {"Last-Event-ID": str(last_event_id)}
+    stream = Client(server.port, path, headers=headers)
+    response = stream.head(timeout=5)
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/event-stream")
+    return stream
 
-    def __init__(self, server: ServerProcess, path: str, last_event_id: Optional[int] = None,
-                 timeout: float = 5.0) -> None:
-        self.connection = http.client.HTTPConnection(HOST, server.port, timeout=timeout)
-        headers = {} if last_event_id is None else {"Last-Event-ID": str(last_event_id)}
-        self.connection.request("GET", path, headers=headers)
-        self.response = self.connection.getresponse()
-        assert self.response.status == 200
-        assert self.response.headers["Content-Type"].startswith("text/event-stream")
 
-    def block(self) -> list[str]:
-        """The lines of the next block (up to a blank line); [] at the end."""
-        lines = []
-        while True:
-            line = self.response.readline()
-            if not line:
-                return lines
-            line = line.decode("utf-8").rstrip("\n")
-            if not line:
-                if lines:
-                    return lines
-                continue
-            lines.append(line)
-
-    def event(self) -> dict:
-        """The next event as {field: value}, skipping `retry:` and comments."""
-        while True:
-            lines = self.block()
-            assert lines, "the stream ended"
-            fields: dict = {}
-            for line in lines:
-                name, _, value = line.partition(": ")
-                if name == "data" and "data" in fields:
-                    value = fields["data"] + "\n" + value
-                fields[name] = value
-            if "data" in fields:
-                return fields
-
-    def events(self, count: int) -> list[tuple[str, str]]:
-        return [(event["id"], event["data"]) for event in (self.event() for _ in range(count))]
-
-    def close(self) -> None:
-        self.connection.close()
+def received(stream: Client, count: int, timeout: float = 10.0) -> list[tuple[str, str]]:
+    """The next ``count`` events of ``stream``, as (id, data)."""
+    return [(event["id"], event["data"]) for event in stream.events(count, timeout)]
 
 
 def numbered(messages: list[str], first: int = 0) -> list[tuple[str, str]]:
@@ -224,59 +151,37 @@ def numbered(messages: list[str], first: int = 0) -> list[tuple[str, str]]:
     return [(str(first + i + 1), message) for i, message in enumerate(messages)]
 
 
-# --- what the mirrors need from the policies ---------------------------------------------
-
-
-def test_a_history_restarted_further_on_resets_readers_left_in_the_gap():
-    history = BoundedEventQueue(3)
-    for message in ("a", "b"):
-        history.append(message)
-    history.restart_at(5, ["x", "y"])
-    assert (history.first, history.count, history.since(5)) == (5, 7, ["x", "y"])
-    assert history.owed(1) == (b"event: reset\nid: 5\ndata: 5\n\nid: 6\ndata: x\n\nid: 7\ndata: y\n\n", 7)
-    assert history.backlog(1) == len(b"id: 6\ndata: x\n\nid: 7\ndata: y\n\n")
-    assert history.append("z") == 7
-
-
-def test_a_state_stream_takes_an_id_given_elsewhere():
-    prices = StateStream("100.00")
-    prices.publish(42, "101.25")
-    assert (prices.id, prices.data) == (42, "101.25")
-    assert prices.owed(None) == (b"id: 42\ndata: 101.25\n\n", 42)
-    assert prices.owed(42) == (b"", 42)
-
-
 # --- the chat ------------------------------------------------------------------------------
 
 
 def test_posts_alternating_between_processes_arrive_in_order_everywhere(start_app):
     servers = [start_app() for _ in range(3)]
-    streams = [EventStream(server, "/chat/events") for server in servers]
+    streams = [event_stream(server, "/chat/events") for server in servers]
     # A long poll held on the first process, for a message posted on the last.
-    held = http.client.HTTPConnection(HOST, servers[0].port, timeout=10)
-    held.request("GET", "/chat/get/0")
+    held = Client(servers[0].port, "/chat/get/0")
 
     expected = [f"message {i}" for i in range(12)]
     for number, message in enumerate(expected):
         server = servers[(number + 2) % 3]  # the last, the first, the second, ...
         assert post_ok(server, message) == number
         # On the process that took the post, the message is there at once.
-        status, _, body = request(server, "GET", f"/chat/get/{number}")
+        status, _, body = server.fetch(f"/chat/get/{number}", timeout=10)
         assert (status, body.decode()) == (200, message)
 
-    answer = held.getresponse()
-    assert (answer.status, answer.read().decode()) == (200, expected[0])
+    answer = held.finish(timeout=10)
+    held.close()
+    assert (answer.status, answer.body.decode()) == (200, expected[0])
     for server in servers:
-        eventually(lambda: history(server)["next"] == 12, what="every message reaching every process")
+        assert wait_until(lambda: history(server)["next"] == 12, timeout=5.0), "not every message reached every process"
         assert history(server) == {"first": 0, "next": 12, "messages": expected}
     for stream in streams:
-        assert stream.events(12) == numbered(expected)
+        assert received(stream, 12) == numbered(expected)
         stream.close()
 
 
 def test_simultaneous_posts_on_three_processes_get_dense_numbers_in_one_order(start_app, redis_server):
     servers = [start_app() for _ in range(3)]
-    streams = [EventStream(server, "/chat/events") for server in servers]
+    streams = [event_stream(server, "/chat/events") for server in servers]
     given: dict[str, int] = {}
     start = threading.Barrier(9)
 
@@ -296,10 +201,10 @@ def test_simultaneous_posts_on_three_processes_get_dense_numbers_in_one_order(st
 
     in_order = sorted(given, key=given.get)
     for server in servers:
-        eventually(lambda: history(server)["next"] == 90, what="all 90 messages reaching every process")
+        assert wait_until(lambda: history(server)["next"] == 90, timeout=5.0), "not all 90 messages reached every process"
         assert history(server)["messages"] == in_order
     for stream in streams:
-        assert stream.events(90) == numbered(in_order)
+        assert received(stream, 90) == numbered(in_order)
         stream.close()
     store = redis_server.client()
     assert store.get("comet:chat:next") == "90"
@@ -314,40 +219,40 @@ def test_a_joining_or_restarted_process_serves_the_history_and_resumes_last_even
 
     joining = start_app("--history=5")
     assert history(joining, 3) == {"first": 3, "next": 8, "messages": messages[3:]}
-    status, headers, _ = request(joining, "GET", "/chat/since/0")
+    status, headers, _ = joining.fetch("/chat/since/0", timeout=10)
     assert (status, headers["X-First-Message"], headers["X-Next-Message"]) == (410, "3", "8")
 
-    stream = EventStream(joining, "/chat/events", last_event_id=5)
-    assert stream.events(3) == numbered(messages[5:], first=5)
+    stream = event_stream(joining, "/chat/events", last_event_id=5)
+    assert received(stream, 3) == numbered(messages[5:], first=5)
     assert post_ok(first, "late") == 8
-    assert stream.events(1) == [("9", "late")]
+    assert received(stream, 1) == [("9", "late")]
     stream.close()
 
     assert first.stop(signal.SIGTERM) == 0
     restarted = start_app("--history=5")
     assert history(restarted, 4) == {"first": 4, "next": 9, "messages": messages[4:] + ["late"]}
-    stream = EventStream(restarted, "/chat/events", last_event_id=7)
-    assert stream.events(2) == numbered([messages[7], "late"], first=7)
+    stream = event_stream(restarted, "/chat/events", last_event_id=7)
+    assert received(stream, 2) == numbered([messages[7], "late"], first=7)
     stream.close()
 
 
 def test_a_reader_whose_process_is_killed_resumes_on_another_and_loses_nothing(start_app):
     doomed, survivor = start_app(), start_app()
-    stream = EventStream(doomed, "/chat/events")
+    stream = event_stream(doomed, "/chat/events")
     for i in range(3):
         post_ok(survivor, f"before {i}")
-    received = stream.events(3)
-    assert received == numbered([f"before {i}" for i in range(3)])
+    before = received(stream, 3)
+    assert before == numbered([f"before {i}" for i in range(3)])
 
     assert doomed.stop(signal.SIGKILL) == -signal.SIGKILL
-    assert stream.block() == []  # the stream ended with the process
+    assert stream.block(timeout=5) == []  # the stream ended with the process
     stream.close()
     for i in range(3):
         post_ok(survivor, f"while away {i}")
 
-    last_event_id = int(received[-1][0])
-    stream = EventStream(survivor, "/chat/events", last_event_id=last_event_id)
-    assert stream.events(3) == numbered([f"while away {i}" for i in range(3)], first=3)
+    last_event_id = int(before[-1][0])
+    stream = event_stream(survivor, "/chat/events", last_event_id=last_event_id)
+    assert received(stream, 3) == numbered([f"while away {i}" for i in range(3)], first=3)
     stream.close()
 
 
@@ -374,9 +279,9 @@ def held_by(redis_server: RedisServer, servers: dict) -> Optional[int]:
 def test_every_process_serves_the_same_k_and_price(start_app, redis_server):
     servers = [start_app(), start_app()]
     pids = {server.pid for server in servers}
-    eventually(lambda: lease_holder(redis_server) in pids, what="one of them holding the lease")
-    streams = [EventStream(server, "/ticker") for server in servers]
-    seen = [dict(stream.events(8)) for stream in streams]
+    assert wait_until(lambda: lease_holder(redis_server) in pids, timeout=5.0), "neither of them took the lease"
+    streams = [event_stream(server, "/ticker") for server in servers]
+    seen = [dict(received(stream, 8)) for stream in streams]
     for stream in streams:
         stream.close()
     for moves in seen:
@@ -389,15 +294,18 @@ def test_every_process_serves_the_same_k_and_price(start_app, redis_server):
 
 def test_the_ticker_lease_fails_over_and_k_keeps_increasing(start_app, redis_server):
     servers = {server.pid: server for server in (start_app(), start_app(), start_app())}
-    holder = servers.pop(eventually(lambda: lease_holder(redis_server), what="a lease holder"))
+    first_holder = wait_until(lambda: lease_holder(redis_server), timeout=5.0)
+    assert first_holder, "no process took the lease"
+    holder = servers.pop(first_holder)
     k_before, _ = ticker_state(holder)
 
     # Killed, it cannot hand the lease over: another takes it when it runs out.
     assert holder.stop(signal.SIGKILL) == -signal.SIGKILL
-    successor = servers.pop(eventually(lambda: held_by(redis_server, servers), timeout=15.0,
-                                       what="another process taking the lease"))
-    stream = EventStream(successor, "/ticker", timeout=10.0)
-    moves = [int(k) for k, _ in stream.events(3)]
+    next_holder = wait_until(lambda: held_by(redis_server, servers), timeout=15.0)
+    assert next_holder, "no other process took the lease"
+    successor = servers.pop(next_holder)
+    stream = event_stream(successor, "/ticker")
+    moves = [int(k) for k, _ in received(stream, 3)]
     stream.close()
     assert k_before < moves[0] < moves[1] < moves[2]
 
@@ -407,7 +315,7 @@ def test_the_ticker_lease_fails_over_and_k_keeps_increasing(start_app, redis_ser
     last, = servers.values()
     k_after, _ = ticker_state(last)
     assert k_after >= moves[2]
-    eventually(lambda: ticker_state(last)[0] > k_after, timeout=10.0, what="the last process moving the price")
+    assert wait_until(lambda: ticker_state(last)[0] > k_after, timeout=10.0), "the last process did not move the price"
 
 
 # --- Redis away -----------------------------------------------------------------------------
@@ -416,48 +324,48 @@ def test_the_ticker_lease_fails_over_and_k_keeps_increasing(start_app, redis_ser
 def test_while_redis_is_down_posts_get_503_streams_stay_open_and_all_resumes_after(start_app, redis_server):
     a, b = start_app(), start_app()
     assert post_ok(a, "before") == 0
-    stream = EventStream(b, "/chat/events")
-    assert stream.events(1) == [("1", "before")]
+    stream = event_stream(b, "/chat/events")
+    assert received(stream, 1) == [("1", "before")]
     k_before, _ = ticker_state(a)
 
     redis_server.stop()
     for server in (a, b):
-        status, text = post(server, "lost")
+        status, _, text = server.post("lost", timeout=10)
         assert status == 503
         assert "unavailable" in text.decode() and "Redis" in text.decode()
     # The stream stays open on keep-alives, and the process serves what it has.
-    assert stream.block() == [": keep-alive"]
-    assert stream.block() == [": keep-alive"]
+    assert stream.block(timeout=5) == [": keep-alive"]
+    assert stream.block(timeout=5) == [": keep-alive"]
     assert history(b)["messages"] == ["before"]
 
     # Back, but empty: the processes refill it and numbering goes on.
     redis_server.start()
-    assert eventually(lambda: post(a, "after")[0] == 200, timeout=10.0, what="a post succeeding again")
-    assert stream.event() == {"id": "2", "data": "after"}
+    assert wait_until(lambda: a.post("after", timeout=10)[0] == 200, timeout=10.0), "no post succeeded again"
+    assert received(stream, 1) == [("2", "after")]
     stream.close()
     for server in (a, b):
-        eventually(lambda: history(server)["next"] == 2)
+        assert wait_until(lambda: history(server)["next"] == 2, timeout=5.0)
         assert history(server)["messages"] == ["before", "after"]
     assert redis_server.client().lrange("comet:chat:messages", 0, -1) == ["before", "after"]
-    eventually(lambda: ticker_state(b)[0] > k_before + 1, timeout=10.0, what="the price moving again")
+    assert wait_until(lambda: ticker_state(b)[0] > k_before + 1, timeout=10.0), "the price did not move again"
     for server in (a, b):
         assert server.stop(signal.SIGTERM) == 0, server.log()[-3000:]
 
 
 def test_a_post_held_up_by_a_hung_redis_gets_503_and_is_never_stored_late(start_app, redis_server):
     a, b = start_app(), start_app()
-    stream = EventStream(b, "/chat/events")
-    assert stream.block() == ["retry: 2000"]
+    stream = event_stream(b, "/chat/events")
+    assert stream.block(timeout=5) == ["retry: 2000"]
     redis_server.pause()
     try:
-        status, text = post(a, "held up")
+        status, _, text = a.post("held up", timeout=10)
         assert status == 503 and "unavailable" in text.decode()
-        assert stream.block() == [": keep-alive"]
+        assert stream.block(timeout=5) == [": keep-alive"]
     finally:
         redis_server.resume()
     # Redis now runs the held-up post too, past its deadline: refused.
     assert post_ok(a, "after") == 0
-    assert stream.event() == {"id": "1", "data": "after"}
+    assert received(stream, 1) == [("1", "after")]
     stream.close()
     assert redis_server.client().lrange("comet:chat:messages", 0, -1) == ["after"]
     assert history(b)["messages"] == ["after"]
