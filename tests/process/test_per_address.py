@@ -21,7 +21,6 @@ import pytest
 
 from tests.client import Client, fetch
 from tests.nginx import NGINX, Nginx
-from tests.process.test_caps import assert_clean_503
 from tests.server import QUIET, ServerProcess
 
 CAP = 3
@@ -38,6 +37,12 @@ def hold_cap(port: int, source: str = "127.0.0.1", headers: dict = {}) -> list[C
     for client in held[:2]:
         assert client.until(b"retry: ").status == 200
     return held
+
+
+def assert_clean_503(code: int, headers, body: bytes) -> None:
+    """Come back later, in plain text: what a page's backoff reads."""
+    assert (code, headers.get("Retry-After"), headers.get("Content-Type")) == (503, "5", "text/plain; charset=UTF-8"), body
+    assert body.startswith(b"503 Service Unavailable: ") and b"holds" in body, body
 
 
 def close_all(clients: list[Client]) -> None:
