@@ -255,6 +255,7 @@ def test_a_stalled_client_leaves_the_peer_blocked_until_it_resumes(listener):
     client = Client(listener.getsockname()[1], "/", stalled=True)
     peer, _ = listener.accept()
     with client, peer:
+        assert client.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) < 16384  # as small as allowed
         peer.recv(1024)
         peer.setblocking(False)
         peer.sendall(b"HTTP/1.0 200 OK\r\n\r\n")
@@ -263,6 +264,7 @@ def test_a_stalled_client_leaves_the_peer_blocked_until_it_resumes(listener):
             for _ in range(10000):  # the kernel's buffers fill long before 640 MB
                 sent += peer.send(b"x" * 65536)
         client.resume()
+        assert client.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) > 16384
         peer.close()
         assert client.closed_by_server(timeout=5)
         assert client.response.complete and len(client.response.body) == sent
