@@ -15,9 +15,9 @@ This module shows them, in three layers:
 - ``AsyncClient`` is the same on asyncio, for in-process tests: their server
   runs on the test's own IOLoop, which a blocking read would stop.
 
-    client = Client(port, "/chat/events", headers=FALLBACK | {"Last-Event-ID": "3"})
-    response = client.finish()
-    assert response.status == 200 and response.events[0]["id"] == "4"
+    client = Client(port, "/chat/events", headers=FALLBACK)   # a fallback poll
+    response = client.finish()                                # read to its end
+    assert response.status == 200 and response.events[-1]["data"] == "hello"
 
 Every wait raises AssertionError with what had arrived when its deadline
 passes. Here too live the constants every layer of the tests shares: HOST,
