@@ -80,25 +80,23 @@ function showError(text) {
   errorText.textContent = text;
 }
 
-// A tab that joins as a follower has missed what the leader showed before:
-// it fetches the history itself, once, while the relayed events wait.
-async function catchUp() {
+// A tab that joins as a follower (a new tab, or one back from the
+// back/forward cache) has missed what the leader showed before: it catches
+// up by itself with the loop's first step, /chat/since/ from where its list
+// stands, while the relayed events wait.
+function catchUp() {
   pending = [];
-  try {
-    let response = await fetch('/chat/since/0', { cache: 'no-store' });
-    if (response.status === 410) {
-      response = await fetch(`/chat/since/${response.headers.get('X-First-Message')}`, { cache: 'no-store' });
-    }
-    if (response.status === 200) {
-      const since = await response.json();
-      since.messages.forEach((text, i) => receive(chatMessage(since.epoch, since.next - since.messages.length + i, text)));
-    }
-  } catch {
-    // The relayed events still come; only the older messages are missing.
-  }
-  const held = pending;
-  pending = null;
-  held.forEach(receive);
+  const request = new AbortController();
+  const report = {
+    // null: the catch-up answered; its messages follow, then the loop stops.
+    delivered: (event) => (event ? receive(event) : request.abort()),
+    failed: () => {}, // the relayed events still come; older messages are missing
+  };
+  pollChat(epoch === null ? '' : `${epoch}:${next}`, report, request.signal).finally(() => {
+    const held = pending;
+    pending = null;
+    held.forEach(receive);
+  });
 }
 
 // --- Long polling: the tutorial's loop ----------------------------------
@@ -170,7 +168,7 @@ showStream({
   },
   onevent,
   onrole: (role) => {
-    if (role === 'follower' && epoch === null && pending === null) catchUp();
+    if (role === 'follower' && pending === null) catchUp();
   },
 });
 

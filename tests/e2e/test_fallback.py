@@ -123,12 +123,30 @@ def test_a_page_pinned_to_eventsource_keeps_trying_it_and_shows_connecting(brows
     assert browser.execute_script(FALLBACK_KEY, "/ticker") is None
 
 
+# Counts in window.__probed the page's probes ("does the server answer a
+# plain request?", a HEAD of the page) that have come back or timed out.
+COUNT_PROBES = """
+const fetchAsIs = window.fetch;
+window.__probed = 0;
+window.fetch = (resource, init = {}) => {
+  const answer = fetchAsIs(resource, init);
+  if (init.method === 'HEAD') answer.finally(() => { window.__probed += 1; }).catch(() => {});
+  return answer;
+};
+"""
+
+
+def probed(driver, window: str) -> int:
+    driver.switch_to.window(window)
+    return driver.execute_script("return window.__probed;")
+
+
 def test_a_silent_stream_is_reopened_by_its_id_after_a_pause(browser, app):
     assert app.post("before the pause")[0] == 200
-    stock = open_page(browser, f"{app.url}stock")
+    stock = open_page(browser, f"{app.url}stock", COUNT_PROBES)
     watch_prices(browser)
     successive_prices(browser)
-    chat = open_page(browser, f"{app.url}chat")
+    chat = open_page(browser, f"{app.url}chat", COUNT_PROBES)
     wait_for_messages(browser, chat, "before the pause")
     for window in (stock, chat):
         wait_for_status(browser, window, "connected", "before the pause")
@@ -141,7 +159,12 @@ def test_a_silent_stream_is_reopened_by_its_id_after_a_pause(browser, app):
             # Silent for more than two keep-alive periods: 5 s, plus slack.
             wait_for_status(browser, window, "connecting", "while the app is paused", timeout=4 * KEEPALIVE + 2)
         assert time.monotonic() - paused > 2 * KEEPALIVE
+        # Its reopened stream showed nothing in time, twice, and neither did
+        # the probes: a page that took that for buffering would switch now.
+        wait_until(lambda _: min(probed(browser, w) for w in (stock, chat)) >= 2, "the pages did not probe twice",
+                   timeout=30)
         # Posted while paused: the app takes it when it resumes.
+        browser.switch_to.window(chat)
         browser.find_element(By.ID, "message").send_keys("during the pause")
         browser.find_element(By.ID, "send").click()
     finally:
