@@ -7,7 +7,9 @@
   ``/numbers``, a stream of numbered events that replays from the id it is
   given, so a test can count exactly what every tab shows and how many
   streams the browser holds, without the page's own dedupe in between.
-- Tabs: ``open_tabs``, ``leader_of``, ``roles``, ``in_each``.
+- Tabs: ``open_tabs``, ``leader_of``, ``roles``, ``in_each``; of the site's
+  pages: ``open_tab``, ``open_site``, ``held`` (what /status counts),
+  ``all_list``, ``prices_move``, ``post``.
 - ``throwaway_certificate``: for nginx's HTTP/2, which browsers speak only
   over TLS.
 """
@@ -20,18 +22,21 @@ import hashlib
 import os
 import subprocess
 import time
+import urllib.parse
+import urllib.request
 from typing import Callable, Iterator
 from unittest import mock
 
 import tornado.locks
 import tornado.web
 from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
 from tornado.httpserver import HTTPServer
 from tornado.iostream import StreamClosedError
 from tornado.netutil import bind_sockets
 
 from tests.e2e import browser
-from tests.e2e.browser import text, wait_until
+from tests.e2e.browser import MESSAGES, get_json, text, texts, wait_until
 from tests.e2e.scripted import EVENT_STREAM, STATIC, ScriptedServer
 
 # --- A browser of the test's own ------------------------------------------
@@ -78,14 +83,107 @@ def leader_of(driver: webdriver.Chrome, handles: list[str], timeout: float = bro
     """The one tab among ``handles`` whose #role is ``leader``, once every
     other one says ``follower``."""
 
-    def elected(_):
+    def elected():
         shown = roles(driver, handles)
         leaders = [h for h, role in zip(handles, shown) if role == "leader"]
         if len(leaders) == 1 and shown.count("follower") == len(handles) - 1:
             return leaders[0]
         return None
 
-    return wait_until(elected, f"no single leader among {len(handles)} tabs: {roles(driver, handles)}", timeout)
+    return waited_for(elected, timeout, lambda: f"no single leader among {len(handles)} tabs: {roles(driver, handles)}")
+
+
+# --- The site's pages ---------------------------------------------------------
+
+LOAD_S = 5.0  # every tab loads within this, and is live
+SHOWN_S = 1.0  # a post shows in every chat tab within this
+HANDOVER_S = 1.0  # another tab takes over within this
+
+
+@contextlib.contextmanager
+def page_load_timeout(driver, seconds: float) -> Iterator[None]:
+    driver.set_page_load_timeout(seconds)
+    try:
+        yield
+    finally:
+        driver.set_page_load_timeout(300)  # Selenium's default
+
+
+def open_tab(driver, url: str, first: bool = False) -> str:
+    """``url`` in a new tab (or, ``first``, the current one), loaded within
+    LOAD_S and connected within LOAD_S more; returns its handle."""
+    if not first:
+        driver.switch_to.new_window("tab")
+    with page_load_timeout(driver, LOAD_S):
+        driver.get(url)
+    wait_until(lambda d: text(d, "#status") == "connected", f"{url} did not connect", LOAD_S, driver)
+    return driver.current_window_handle
+
+
+def open_site(driver, base: str, count: int, query: str) -> tuple[list[str], list[str]]:
+    """``count`` tabs, /stock and /chat alternating, each with ``query``;
+    returns (stock tabs, chat tabs)."""
+    stock, chat = [], []
+    for i in range(count):
+        page, tabs = ("stock", stock) if i % 2 == 0 else ("chat", chat)
+        tabs.append(open_tab(driver, f"{base}{page}?{query}", first=i == 0))
+    return stock, chat
+
+
+def held(base: str) -> tuple[int, int]:
+    """(ticker streams and polls, chat streams and held polls) the server counts now."""
+    status = get_json(f"{base}status")
+    return status["ticker"]["streams"], status["chat"]["streams"] + status["chat"]["waiting"]
+
+
+def post(base: str, message: str) -> None:
+    """POST /chat/post from outside the browser."""
+    body = urllib.parse.urlencode({"message": message}).encode()
+    with urllib.request.urlopen(urllib.request.Request(f"{base}chat/post", data=body), timeout=5) as response:
+        assert response.status in (200, 204), response.status
+
+
+def all_list(driver, tabs: list[str], expected: list[str], timeout: float = SHOWN_S) -> None:
+    """Waits until every chat tab's #messages is exactly ``expected``."""
+
+    def listed() -> list[list[str]]:
+        return in_each(driver, tabs, lambda d: texts(d, MESSAGES))
+
+    waited_for(lambda: all(shown == expected for shown in listed()), timeout,
+               lambda: f"the chat tabs do not all list {expected}: {listed()}")  # fmt: skip
+
+
+def prices_move(driver, tabs: list[str]) -> None:
+    """Waits until every stock tab has shown a price other than the one it
+    shows now."""
+    def prices() -> list[str]:
+        return in_each(driver, tabs, lambda d: text(d, "#price"))
+
+    before = prices()
+    assert all(before), f"a stock tab shows no price: {before}"
+    moved = [False] * len(tabs)
+
+    def all_moved() -> bool:
+        for i, (now, then) in enumerate(zip(prices(), before)):
+            moved[i] = moved[i] or now != then
+        return all(moved)
+
+    waited_for(all_moved, LOAD_S, lambda: f"the price did not move in stock tabs {moved} (False: stuck)")
+
+
+def waited_for(condition: Callable[[], object], timeout: float, describe: Callable[[], str]):
+    """``wait_until(condition)``, failing with ``describe()`` as it stands
+    when the time is up (a description that reads every tab is made only then)."""
+    try:
+        return wait_until(lambda _: condition(), "", timeout)
+    except TimeoutException:
+        raise AssertionError(describe()) from None
+
+
+def close_tab(driver, handle: str, tabs: list[str]) -> None:
+    driver.switch_to.window(handle)
+    driver.close()
+    tabs.remove(handle)
 
 
 # --- The harness ------------------------------------------------------------
