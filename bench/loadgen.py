@@ -105,6 +105,8 @@ class Profiler:
     started when the window opens, stopped with SIGINT (py-spy then writes
     its file) when it closes. Collapsed stacks, one function per frame."""
 
+    native = False  # --profile-native: C frames too (the garbage collector, system calls)
+
     def __init__(self, pid: int, path: Optional[str], rate: int = 250) -> None:
         self.pid, self.path, self.rate = pid, path, rate
         self.process: Optional[asyncio.subprocess.Process] = None
@@ -115,7 +117,7 @@ class Profiler:
         spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
         self.process = await asyncio.create_subprocess_exec(
             spy if os.path.exists(spy) else "py-spy", "record", "--pid", str(self.pid), "--rate", str(self.rate),
-            "--function", "--format", "raw", "--output", self.path,
+            "--function", "--format", "raw", "--output", self.path, *(["--native"] if self.native else []),
             stdout=asyncio.subprocess.DEVNULL, stderr=open(self.path + ".log", "wb"))
         await asyncio.sleep(0.5)  # attached before the window opens
 
@@ -320,7 +322,7 @@ async def ticker(args, targets: list[tuple[str, int]]) -> dict:
     run = TickerRun()
     profiler = Profiler(args.pid[0], args.profile)
     # The connect phase apart: N new requests, not one event to N.
-    setup_profiler = Profiler(args.pid[0], setup_path(args.profile), rate=1000)
+    setup_profiler = Profiler(args.pid[0], setup_path(args.profile), rate=200)
     result: dict = {"scenario": "ticker", "n": args.n, "servers": len(targets)}
     requests = [(f"GET /ticker HTTP/1.1\r\nHost: {host}:{port}\r\n"
                  "Accept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n").encode()
@@ -458,12 +460,15 @@ class LongPoll(asyncio.Protocol):
             self.answered.set_exception(ConnectionError(f"closed while held: {exc}"))
 
 
-async def wait_for_waiting(host: str, port: int, count: int, deadline: float, interval: float = 0.05) -> None:
-    """Poll /status until the server holds ``count`` polls."""
+async def wait_for_waiting(host: str, port: int, count: int, deadline: float, interval: float = 0.05) -> int:
+    """Poll /status until the server holds ``count`` polls; return how many
+    times it asked."""
+    asked = 0
     while True:
         held = (await status(host, port))["chat"]["waiting"]
+        asked += 1
         if held >= count:
-            return
+            return asked
         if time.monotonic() > deadline:
             raise asyncio.TimeoutError(f"the server holds {held} of {count} polls")
         await asyncio.sleep(interval)
@@ -479,7 +484,7 @@ async def chat(args, targets: list[tuple[str, int]]) -> dict:
     # Only the first post is profiled (the window is short: sample faster),
     # so the profile shows answering N polls, not taking N new ones.
     profiler = Profiler(pid, args.profile, rate=1000)
-    setup_profiler = Profiler(pid, setup_path(args.profile), rate=1000)
+    setup_profiler = Profiler(pid, setup_path(args.profile), rate=200)
 
     async def open_one(index: int):
         transport, poll = await loop.create_connection(lambda: LongPoll(host_header), host, port)
@@ -499,6 +504,7 @@ async def chat(args, targets: list[tuple[str, int]]) -> dict:
         # overflow the server's listen backlog (a dropped handshake costs a
         # one-second retransmission and would be timed as the server's).
         errors, answers = [], []
+        asked = 0
         for batch in range(0, args.n, args.concurrency):
             size = min(args.concurrency, args.n - batch)
             opened, failed = await open_many(size, size, deadline, open_one)
@@ -506,18 +512,25 @@ async def chat(args, targets: list[tuple[str, int]]) -> dict:
             answers += [poll.ask(number) for poll in opened if poll is not None]
             if failed:
                 break
-            await wait_for_waiting(host, port, len(answers), deadline, interval=0.005)
+            asked += await wait_for_waiting(host, port, len(answers), deadline, interval=0.005)
         result.update(connect_errors=len(errors), connect_error_sample=errors[:3], rss_idle=rss_idle)
         if len(polls) < args.n:
             result["error"] = f"only {len(polls)} of {args.n} connected"
             return result
         result["hold_seconds"] = time.monotonic() - started
-        # Includes the /status polls between batches (one per 100 polls).
-        result["server_cpu_us_per_hold"] = (cpu_seconds(pid) - cpu_before) * 1e6 / args.n
+        hold_cpu = cpu_seconds(pid) - cpu_before
         await setup_profiler.stop()
+        # What one /status costs, so that the ones asked between batches (more
+        # on a slow or busy server) can be taken out of the CPU per poll.
+        cpu_before = cpu_seconds(pid)
+        for _ in range(200):
+            await status(host, port)
+        status_cpu = (cpu_seconds(pid) - cpu_before) / 200
+        result.update(status_requests_during_hold=asked, server_cpu_us_per_status=status_cpu * 1e6,
+                      server_cpu_us_per_hold=max(0.0, hold_cpu - asked * status_cpu) * 1e6 / args.n)
         result["rss_loaded"] = rss_bytes(pid)
 
-        rounds = []
+        rounds, reasks = [], []
         await profiler.start()
         for round_number in range(args.rounds):
             cpu_start, own_start = cpu_seconds(pid), own_cpu_seconds()
@@ -545,8 +558,12 @@ async def chat(args, targets: list[tuple[str, int]]) -> dict:
             number += 1
             await profiler.stop()
             if round_number + 1 < args.rounds:
+                # The same N ask again on their open connections: a new
+                # request each, without the connect.
+                cpu_before = cpu_seconds(pid)
                 answers = [poll.ask(number) for poll in polls]
-                await wait_for_waiting(host, port, args.n, time.monotonic() + args.connect_timeout)
+                asked = await wait_for_waiting(host, port, args.n, time.monotonic() + args.connect_timeout)
+                reasks.append(max(0.0, cpu_seconds(pid) - cpu_before - asked * status_cpu) * 1e6 / args.n)
         lasts = [r["last_ms"] for r in rounds]
         result.update(
             rounds=rounds,
@@ -555,6 +572,7 @@ async def chat(args, targets: list[tuple[str, int]]) -> dict:
             post_to_median_median_ms=statistics.median(r["median_ms"] for r in rounds),
             server_cpu_ms_per_post=statistics.median(r["server_cpu_ms"] for r in rounds),
             rss_per_poll=(result["rss_loaded"] - rss_idle) / args.n,
+            server_cpu_us_per_reask=statistics.median(reasks) if reasks else None,
         )
         return result
     except (asyncio.TimeoutError, ConnectionError) as error:
@@ -946,6 +964,7 @@ def parse_args(argv=None):
     parser.add_argument("--restart-deadline", type=float, default=60.0,
                         help="restart: seconds after the new process's first line before the clients not back are counted")
     parser.add_argument("--profile", metavar="PATH", help="py-spy the server over the measured window, to PATH")
+    parser.add_argument("--profile-native", action="store_true", help="with --profile: C frames too (py-spy --native)")
     return parser.parse_args(argv)
 
 
@@ -953,6 +972,7 @@ if __name__ == "__main__":
     args = parse_args()
     if args.scenario in ("chat", "restart") and (len(args.url) > 1 or len(args.pid) > 1):
         raise SystemExit(f"the {args.scenario} scenario targets one server")
+    Profiler.native = args.profile_native
     hard = raise_open_file_limit()
     if args.n + 100 > hard:
         raise SystemExit(f"N = {args.n} needs more open files than the hard limit ({hard})")

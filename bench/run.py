@@ -319,6 +319,7 @@ class Runner:
                 profiles = BENCH / "results" / "profiles"
                 profiles.mkdir(parents=True, exist_ok=True)
                 command += ["--profile", str(profiles / f"{name}-{scenario}-{n}.txt")]
+                command += ["--profile-native"] if args.profile_native else []
             budget = 60 + args.connect_timeout * (2 + args.rounds) + args.events * args.tick_interval * 4
             try:
                 done = subprocess.run(self.pinned(args.client_cpu, command), cwd=ROOT, capture_output=True,
@@ -527,6 +528,7 @@ RATIO_METRICS = [
     ("chat", "RSS per held poll", lambda r: r["rss_per_poll"] / 1024, "KB", 1),
     ("ticker", "connect N streams", lambda r: r["connect_seconds"], "s", 2),
     ("chat", "server CPU per poll taken", lambda r: r["server_cpu_us_per_hold"], "µs", 0),
+    ("chat", "server CPU per poll asked again", lambda r: r["server_cpu_us_per_reask"], "µs", 0),
     ("ticker", "server CPU per stream taken", lambda r: r["server_cpu_us_per_connect"], "µs", 0),
     ("ticker", "RSS per stream", lambda r: r["rss_per_connection"] / 1024, "KB", 1),
     ("ticker", "CPU per event", lambda r: r["server_cpu_ms_per_event"], "ms", 1),
@@ -1010,6 +1012,8 @@ def parse_args(argv=None):
     parser.add_argument("--profile", action="store_true",
                         help="py-spy each server over its measured window, to bench/results/profiles/ "
                              "(the sampling slows the server: its figures are not the benchmark's)")
+    parser.add_argument("--profile-native", action="store_true",
+                        help="with --profile: C frames too (py-spy --native: the garbage collector, system calls)")
     args = parser.parse_args(argv)
     args.restart_n = args.restart_n or args.n or RESTART_N
     args.n = args.n or [1000, 5000, 10000]
