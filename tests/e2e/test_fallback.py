@@ -118,8 +118,8 @@ def test_a_page_pinned_to_eventsource_keeps_trying_it_and_shows_connecting(brows
     browser.switch_to.window(window)
     assert text(browser, "#transport") == "eventsource"
     assert text(browser, "#status") == "connecting"
-    assert set(states(browser, "status")) == {"connecting"}
-    assert states(browser, "transport") == []
+    assert set(states(browser, "status")) <= {"connecting"}
+    assert set(states(browser, "transport")) <= {"eventsource"}
     assert browser.execute_script(FALLBACK_KEY, "/ticker") is None
 
 
