@@ -7,7 +7,8 @@ blank window afterwards, so no page of one test is still polling during the
 next. ``restartable_server`` is a server of the test's own, which it may stop
 and start again on the same port; ``spawn(*flags)`` starts servers of the
 test's own with more flags (a test may pause them with SIGSTOP: they are
-killed afterwards, paused or not).
+killed afterwards, paused or not). ``scripted`` is the module's scripted
+server, for the browser client against answers the real server never gives.
 
 There is no skip here: when Chromium or chromium-driver is missing, every
 browser test fails and says what to install.
@@ -22,6 +23,7 @@ import pytest
 from selenium import webdriver
 
 from tests.e2e.browser import chromium, close_extra_windows
+from tests.e2e.scripted import ScriptedServer
 from tests.server import ServerProcess
 
 # A price every 0.2 s, so three arrive quickly; reconnection after 0.5 s.
@@ -33,6 +35,14 @@ def server() -> Iterator[ServerProcess]:
     with ServerProcess(*SERVER_FLAGS) as server:
         yield server
         server.stop(signal.SIGTERM)
+
+
+@pytest.fixture(scope="module")
+def scripted() -> Iterator[ScriptedServer]:
+    """The scripted server (tests/e2e/scripted.py), for tests of the
+    browser client against answers the real server never gives."""
+    with ScriptedServer() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

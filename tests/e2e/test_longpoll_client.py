@@ -14,7 +14,6 @@ answer has been dispatched, and the client asked again at once.
 from __future__ import annotations
 
 import re
-from typing import Iterator
 
 import pytest
 from selenium.common.exceptions import TimeoutException
@@ -23,12 +22,6 @@ from tests.e2e.browser import wait_until
 from tests.e2e.scripted import NETWORK_ERROR, Answer, ScriptedServer, events
 
 CONNECTING, OPEN, CLOSED = 0, 1, 2
-
-
-@pytest.fixture(scope="module")
-def scripted() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as server:
-        yield server
 
 
 @pytest.fixture

@@ -13,11 +13,8 @@ the probe ("does the server answer a plain request?") as it likes.
 
 from __future__ import annotations
 
-from typing import Iterator
-
 import pytest
 
-from tests.e2e.scripted import ScriptedServer
 
 KEEPALIVE = 15  # seconds: the watchdog waits 5 s for a first heartbeat, 37.5 s for the next
 BUFFERED_MS, SILENT_MS = 5000, 37500
@@ -66,12 +63,6 @@ return timer.ms;
 
 # The attempts so far: (transport, lastEventId, closed).
 ATTEMPTS = "return window.__h.attempts.map((a) => [a.transport, a.lastEventId, a.closed]);"
-
-
-@pytest.fixture(scope="module")
-def scripted() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as server:
-        yield server
 
 
 @pytest.fixture
