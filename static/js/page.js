@@ -4,10 +4,11 @@
 //     fallback this tab switched to earlier in the session);
 //   - keeps the stream open whatever happens to it: a transport that ends
 //     CLOSED is opened again after a randomized backoff, resuming by its id;
-//   - watches a native stream's heartbeats: one that opened but delivers
-//     nothing (a buffering proxy) or falls silent (a half-open connection) is
-//     closed and reopened, and one found buffered twice switches the page to
-//     the long-poll fallback;
+//   - watches a native stream's heartbeats: one that shows nothing in time
+//     while the server answers a plain request (a buffering proxy), or that
+//     falls silent (a half-open connection, a paused server), is closed and
+//     reopened, and one found buffered twice switches the page to the
+//     long-poll fallback;
 //   - shares the connection with the site's other tabs (tabs.js,
 //     shareConnection) and shows #transport, #status, #role and a notice.
 // Plain script, loaded after eventsource-fallback.js and tabs.js.
