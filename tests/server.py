@@ -34,8 +34,11 @@ from tests.client import FALLBACK, Headers, fetch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 URL_LINE = re.compile(rb"^http://127\.0\.0\.1:(\d+)/\r?\n$")
+# Every retry: field exactly --retry (the default adds up to 2 s at random),
+# so that tests can say which bytes a stream starts with.
+NO_JITTER = "--retry-jitter=0"
 # Timers so long that nothing is published while a test watches.
-QUIET = ("--tick-interval=3600", "--poll-timeout=60", "--keepalive=60")
+QUIET = ("--tick-interval=3600", "--poll-timeout=60", "--keepalive=60", NO_JITTER)
 # One of each request the server holds, on a QUIET server (no message yet, ticker id 1).
 EVERY_HELD_KIND = [("/chat/events", {}), ("/chat/events", FALLBACK), ("/ticker", {}),
                    ("/ticker", FALLBACK | {"Last-Event-ID": "1"}), ("/chat/get/0", {})]

@@ -12,10 +12,10 @@ from typing import Iterator
 
 import pytest
 
-from tests.server import QUIET, ServerProcess
+from tests.server import NO_JITTER, QUIET, ServerProcess
 
 TUNED = ("--retry=1234", "--tick-interval=0.1", "--poll-timeout=0.5", "--history=2",
-         "--max-message=5", "--keepalive=0.3")
+         "--max-message=5", "--keepalive=0.3", NO_JITTER)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import resource
 
 from tests.client import FALLBACK, Client, Crowd, fetch
 from tests.machine import open_file_limit, unable
-from tests.server import QUIET, ServerProcess
+from tests.server import NO_JITTER, QUIET, ServerProcess
 
 
 def assert_clean_503(code: int, headers, body: bytes) -> None:
@@ -21,7 +21,8 @@ def assert_clean_503(code: int, headers, body: bytes) -> None:
 
 
 def test_max_clients_turns_the_next_client_away_and_the_held_ones_notice_nothing():
-    with ServerProcess("--max-clients=5", "--tick-interval=0.2", "--poll-timeout=60", "--keepalive=60") as server:
+    with ServerProcess("--max-clients=5", "--tick-interval=0.2", "--poll-timeout=60", "--keepalive=60",
+                       NO_JITTER) as server:
         port = server.port
         chat = [Client(port, "/chat/events"), Client(port, "/chat/events")]
         ticker = Client(port, "/ticker")

@@ -44,11 +44,11 @@ import pytest
 
 from tests.client import FALLBACK, Client, Crowd, fetch, wait_until
 from tests.nginx import CONF, NGINX, Nginx
-from tests.server import ServerProcess
+from tests.server import NO_JITTER, ServerProcess
 
 TICK = 0.25  # seconds between prices
 POLL_TIMEOUT = 2.0  # seconds a long poll is held
-APP_FLAGS = (f"--tick-interval={TICK}", f"--poll-timeout={POLL_TIMEOUT}", "--keepalive=1")
+APP_FLAGS = (f"--tick-interval={TICK}", f"--poll-timeout={POLL_TIMEOUT}", "--keepalive=1", NO_JITTER)
 CLOSE = {"Connection": "close"}
 GZIP = {"Accept-Encoding": "gzip"}
 

@@ -23,11 +23,11 @@ from typing import Callable, Iterator, Optional
 import pytest
 
 from tests.client import HOST, Client, free_port, wait_until
-from tests.server import ROOT, ServerProcess
+from tests.server import NO_JITTER, ROOT, ServerProcess
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 # Short timers: a move every 0.2 s, a keep-alive every 0.3 s.
-FAST = ("--tick-interval=0.2", "--keepalive=0.3", "--poll-timeout=10")
+FAST = ("--tick-interval=0.2", "--keepalive=0.3", "--poll-timeout=10", NO_JITTER)
 
 
 class RedisServer:

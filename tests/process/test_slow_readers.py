@@ -14,7 +14,7 @@ from urllib.parse import quote_from_bytes
 from tests.client import FALLBACK, Client, wait_until
 from tests.machine import rss_bytes
 from tests.netns import in_private_network, loopback_up, set_sysctl
-from tests.server import QUIET, ServerProcess
+from tests.server import NO_JITTER, QUIET, ServerProcess
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
@@ -51,7 +51,7 @@ def test_stalled_chat_readers_are_dropped_then_resume_by_their_id_losing_nothing
     per reader, and RSS shows it."""
     readers, messages, size = 10, 2000, 2048
     texts = [f"{n:05d} " + "x" * (size - 6) for n in range(messages)]
-    flags = (f"--history={messages}", f"--max-message={size}", "--tick-interval=3600", "--keepalive=60")
+    flags = (f"--history={messages}", f"--max-message={size}", "--tick-interval=3600", "--keepalive=60", NO_JITTER)
     with ServerProcess(*flags) as server:
         stalled = [Client(server.port, "/chat/events", stalled=True) for _ in range(readers)]
         try:

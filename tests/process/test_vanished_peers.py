@@ -14,7 +14,7 @@ import time
 from tests.client import FALLBACK, Client, wait_until
 from tests.machine import open_fds, settled_fds, unable
 from tests.netns import UNABLE, in_private_network, loopback_up, set_sysctl
-from tests.server import EVERY_HELD_KIND, ServerProcess
+from tests.server import EVERY_HELD_KIND, NO_JITTER, ServerProcess
 
 TCP_REPAIR = 19  # linux/tcp.h; not in Python's socket module
 
@@ -107,7 +107,7 @@ def test_client_gone_without_a_fin_is_found_out_by_the_next_keep_alive():
     finally:
         probe.close()
     keepalive = 1.0
-    with ServerProcess("--tick-interval=3600", "--poll-timeout=60", f"--keepalive={keepalive}") as server:
+    with ServerProcess("--tick-interval=3600", "--poll-timeout=60", f"--keepalive={keepalive}", NO_JITTER) as server:
         fds_before = settled_fds(server.pid)
         ticker = Client(server.port, "/ticker", headers={"Last-Event-ID": "1"})
         chat = Client(server.port, "/chat/events")
