@@ -98,8 +98,9 @@ async def test_chat_message_is_a_text_input_and_send_a_button(http_client, url):
 @pytest.mark.parametrize("path", ["/chat", "/stock"])
 @pytest.mark.gen_test
 async def test_page_loads_the_fallback_script(http_client, url, path):
-    scripts = (await page(http_client, url, path)).scripts
-    assert any(urlsplit(src).path == "/static/js/eventsource-fallback.js" for src in scripts)
+    scripts = [urlsplit(src).path for src in (await page(http_client, url, path)).scripts]
+    assert "/static/js/eventsource-fallback.js" in scripts and "/static/js/page.js" in scripts
+    assert scripts.index("/static/js/eventsource-fallback.js") < scripts.index("/static/js/page.js")
 
 
 @pytest.mark.parametrize("path", PAGES)
@@ -144,11 +145,14 @@ async def test_page_csp_allows_only_its_own_scripts_and_styles(http_client, url,
 
 @pytest.mark.gen_test
 async def test_fallback_script_is_served(http_client, url):
-    response = await http_client.fetch(url("/static/js/eventsource-fallback.js"))
-    assert response.code == 200
-    assert "javascript" in response.headers["Content-Type"]
-    assert b"LongPollEventSource" in response.body
-    assert b"openEventSource" in response.body
+    """The polyfill alone; the page helpers that open a stream are page.js."""
+    polyfill = await http_client.fetch(url("/static/js/eventsource-fallback.js"))
+    helpers = await http_client.fetch(url("/static/js/page.js"))
+    for response in (polyfill, helpers):
+        assert response.code == 200
+        assert "javascript" in response.headers["Content-Type"]
+    assert b"class LongPollEventSource" in polyfill.body and b"function parseEventStream" in polyfill.body
+    assert b"function openEventSource" in helpers.body and b"openEventSource" not in polyfill.body
 
 
 # X-Content-Type-Options on every answer --------------------------------------------------
