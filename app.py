@@ -12,6 +12,7 @@ import os
 import resource
 import signal
 import socket
+from typing import Optional
 
 import tornado.netutil
 import tornado.web
@@ -53,14 +54,26 @@ define("redis", default="", help="redis://host:port/db: share the chat and the t
 
 
 # tutorial: page-gzip
-class PageGZip(tornado.web.GZipContentEncoding):
+class PageGZip(tornado.web.OutputTransform):
     """Pages only. Tornado's gzip takes every ``text/*`` type, event streams
     included. A stream stays plain: a 30-byte event gains nothing, each
     stream would keep its own zlib state (~90 KiB), and a buffering proxy
-    would sit on the compressed bytes."""
+    would sit on the compressed bytes. So a response goes through Tornado's
+    own ``GZipContentEncoding`` only when its type is a page's."""
 
-    def _compressible_type(self, ctype: str) -> bool:
-        return ctype in {"text/html", "text/css", "application/javascript", "application/json", "image/svg+xml"}
+    PAGE_TYPES = {"text/html", "text/css", "application/javascript", "application/json", "image/svg+xml"}
+
+    def __init__(self, request) -> None:
+        self.gzip: Optional[tornado.web.GZipContentEncoding] = tornado.web.GZipContentEncoding(request)
+
+    def transform_first_chunk(self, status_code, headers, chunk, finishing):
+        if headers.get("Content-Type", "").split(";")[0] not in self.PAGE_TYPES:
+            self.gzip = None
+            return status_code, headers, chunk
+        return self.gzip.transform_first_chunk(status_code, headers, chunk, finishing)
+
+    def transform_chunk(self, chunk: bytes, finishing: bool) -> bytes:
+        return chunk if self.gzip is None else self.gzip.transform_chunk(chunk, finishing)
 # end tutorial: page-gzip
 
 
@@ -110,11 +123,11 @@ def make_app(**overrides) -> CometApp:
     return CometApp(**(options.group_dict("app") | overrides))
 
 
-class CometHTTPServer(HTTPServer):
-    """Two socket options for connections that are held open for long."""
-
-    def handle_stream(self, stream, address) -> None:
-        sock = stream.socket
+def hold_long(listeners: list[socket.socket]) -> None:
+    """Two TCP options for connections that are held open for long, set on
+    the listening sockets: Linux gives every connection a listener accepts
+    the listener's TCP options (tests/unit/test_hold_long.py checks it)."""
+    for sock in listeners:
         # Unsent bytes the kernel keeps per socket: past this a send() takes
         # less, so a stuck reader stops being fed at once (one write in
         # flight) instead of parking megabytes of stale frames in the kernel.
@@ -125,7 +138,6 @@ class CometHTTPServer(HTTPServer):
         # retransmissions.
         if hasattr(socket, "TCP_USER_TIMEOUT"):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 30_000)
-        super().handle_stream(stream, address)
 
 
 def raise_open_file_limit() -> int:
@@ -145,9 +157,10 @@ async def main() -> None:
     raise_open_file_limit()
     app = make_app()
     # idle_connection_timeout: idle keep-alive connections only; a held request is not idle.
-    server = CometHTTPServer(app, xheaders=options.xheaders, max_body_size=options.max_body, idle_connection_timeout=60)
+    server = HTTPServer(app, xheaders=options.xheaders, max_body_size=options.max_body, idle_connection_timeout=60)
     # A burst of thousands of reconnecting clients overflows Tornado's default 128.
     sockets = tornado.netutil.bind_sockets(options.port, options.address, backlog=1024)
+    hold_long(sockets)
     server.add_sockets(sockets)
     port = sockets[0].getsockname()[1]
     await app.engine.start()  # the price starts moving

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from http import HTTPStatus
 from typing import Iterator, Optional
 
+import tornado.httputil
 import tornado.web
 from tornado.log import access_log
 
 from comet.clients import CLOSING, GONE, TIMEOUT, WOKEN, Clients, Full
+from handlers import past_tornado
 
 
 class BaseHandler(tornado.web.RequestHandler):
@@ -41,11 +42,12 @@ class BaseHandler(tornado.web.RequestHandler):
         if isinstance(exc, tornado.web.HTTPError) and exc.log_message:
             message = exc.log_message % exc.args if exc.args else exc.log_message
         else:
-            message = kwargs.get("message") or HTTPStatus(status_code).phrase
+            message = kwargs.get("message") or tornado.httputil.responses.get(status_code, "Unknown")
         if status_code == 503:
             self.set_header("Retry-After", "5")
         self.set_header("Content-Type", "text/plain; charset=UTF-8")
-        self.finish(f"{status_code} {self._reason}: {message}\n")
+        reason = getattr(exc, "reason", None) or tornado.httputil.responses.get(status_code, "Unknown")
+        self.finish(f"{status_code} {reason}: {message}\n")
 
 
 class HoldingHandler(BaseHandler):
@@ -89,8 +91,9 @@ class HoldingHandler(BaseHandler):
         """End the hold (the first reason wins)."""
         if self.done is None or self.done.done():
             return
-        if why is CLOSING and not self._headers_written:
-            # Reconnect elsewhere: this connection is about to close.
+        if why is CLOSING:
+            # Reconnect elsewhere: this connection is about to close. (Once
+            # the headers are out, as for a stream, this changes nothing.)
             self.set_header("Connection", "close")
         self.done.set_result(why)
 
@@ -103,8 +106,7 @@ class HoldingHandler(BaseHandler):
         """Wait until the policy ``source`` changes, ``timeout`` seconds
         pass, the client goes away or the server shuts down; return which:
         ``WOKEN``, ``TIMEOUT``, ``GONE`` or ``CLOSING``."""
-        stream = self.request.connection.stream
-        if stream is None or stream.closed():
+        if past_tornado.closed(self.request):
             # Closed before Tornado was listening for it (a client that sends
             # its request and resets at once): no callback will come.
             self.end(GONE)

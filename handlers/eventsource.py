@@ -23,7 +23,10 @@ import asyncio
 import random
 from typing import Optional
 
+from tornado.iostream import StreamClosedError
+
 from comet.clients import GONE
+from handlers import past_tornado
 from handlers.base import HoldingHandler
 
 KEEP_ALIVE = b": keep-alive\n\n"
@@ -44,6 +47,11 @@ class EventSourceHandler(HoldingHandler):
         self.source = source
         self.kind = kind
 
+    def set_default_headers(self) -> None:
+        super().set_default_headers()
+        # Here, so that errors (a 503 at --max-clients, a 405) carry it too.
+        self.set_header("Cache-Control", "no-cache")
+
     def compute_etag(self) -> Optional[str]:
         return None  # an event batch is never a cache hit
 
@@ -63,7 +71,6 @@ class EventSourceHandler(HoldingHandler):
 
     async def get(self) -> None:
         self.set_header("Content-Type", "text/event-stream; charset=utf-8")
-        self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")
         # Each response draws its own delay, so that readers dropped together
         # (by a restart) do not all come back in the same instant.
@@ -102,7 +109,9 @@ class EventSourceHandler(HoldingHandler):
         self.keepalive = self.loop.call_later(self.settings["keepalive"], self.keep_alive)
         self.source.subscribe(self.push)
         try:
-            self.write(head)  # the headers go out through Tornado, with the first bytes
+            # The headers and the first bytes go out through Tornado, which
+            # chunks the body for HTTP/1.1 and sends it as is for HTTP/1.0.
+            self.write(head)
             self.wait_for(self.flush())
             await self.hold()
         finally:
@@ -128,27 +137,18 @@ class EventSourceHandler(HoldingHandler):
             self.send(batch)
 
     def send(self, data: bytes) -> None:
-        """Write ``data`` as one chunk of the response, straight to the
-        socket: nearly always it takes all of it at once, and a write costs
-        one system call, not Tornado's futures and callbacks. What the socket
-        does not take goes through Tornado's stream as one write in flight."""
+        """Write ``data`` as the next piece of the response, framed for its
+        HTTP version, straight to the socket: one system call, not Tornado's
+        futures (handlers/past_tornado.py says why, and what it relies on).
+        What the socket does not take is the one write in flight."""
         self.last_write = self.loop.time()
-        chunk = b"%x\r\n%b\r\n" % (len(data), data)
-        stream = self.request.connection.stream
-        if stream is None or stream.closed():
-            # Tornado tells on_connection_close on its next loop turn; the
-            # socket is already gone.
-            self.end(GONE)
-            return
         try:
-            sent = stream.socket.send(chunk)
-        except BlockingIOError:
-            sent = 0
-        except OSError:  # reset by the peer: it is gone
+            rest = past_tornado.send(self.request, data)
+        except StreamClosedError:  # gone; Tornado would tell us a loop turn later
             self.drop()
             return
-        if sent < len(chunk):
-            self.wait_for(stream.write(chunk[sent:]))
+        if rest is not None:
+            self.wait_for(rest)
 
     def wait_for(self, write: asyncio.Future) -> None:
         self.writing = True
@@ -164,7 +164,7 @@ class EventSourceHandler(HoldingHandler):
     def drop(self) -> None:
         """Close a reader that fell too far behind (it resumes by its id), or
         whose socket failed."""
-        self.request.connection.close()
+        past_tornado.close(self.request)
         self.end(GONE)  # Tornado calls on_connection_close only when the peer closes
 
     def keep_alive(self) -> None:
