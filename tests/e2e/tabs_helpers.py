@@ -203,6 +203,16 @@ window.__shown = [];
 const params = new URLSearchParams(location.search);
 const show = (id) => (value) => { document.getElementById(id).textContent = value; };
 
+// ?slow: every BroadcastChannel message reaches this tab 100 ms late (in
+// order), so the election's news can overtake the channel's.
+if (params.has('slow')) {
+  window.BroadcastChannel = class extends BroadcastChannel {
+    set onmessage(handler) {
+      super.onmessage = (event) => setTimeout(() => handler(event), 100);
+    }
+  };
+}
+
 // The connection factory of the JS seam, on /numbers.
 function open(lastEventId, emit) {
   window.__opened.push(lastEventId);

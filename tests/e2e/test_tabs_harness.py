@@ -79,3 +79,24 @@ def test_a_frozen_leader_hands_over_and_misses_nothing(browser, harness):
     assert roles(browser, [leader]) == ["follower"]
     all_show(browser, tabs, expected)
     assert harness.streams == 1
+
+
+def test_a_new_leader_resumes_after_the_old_ones_last_relay(browser, harness):
+    # The lock can reach the next tab before the old leader's last relays
+    # do (the lock and the channel are separate roads); here the channel is
+    # made 100 ms slow so that it always does. The new leader must wait for
+    # the old one's 'bye' before it resumes, or it resumes too early and
+    # every follower sees that event twice.
+    tabs = open_tabs(browser, [f"{harness.page}?slow"] * 3)
+    leader = leader_of(browser, tabs)
+    expected = []
+    for turn in range(2):
+        expected.append(f"the last before hand-over {turn}")
+        harness.publish(expected[-1])
+        browser.switch_to.window(leader)
+        wait_until(lambda d: shown(d)[-1:] == expected[-1:], "the leader did not get it", driver=browser)
+        browser.close()  # with the relay still on its way
+        tabs.remove(leader)
+        leader = leader_of(browser, tabs, timeout=HANDOVER_S)
+        all_show(browser, tabs, expected)
+        assert harness.streams == 1
