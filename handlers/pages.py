@@ -17,7 +17,9 @@ CONTENT_SECURITY_POLICY = (
 
 
 class PageHandler(BaseHandler):
-    """GET /, /chat, /stock: renders ``template``."""
+    """GET /, /chat, /stock: renders ``template``. HEAD answers the same
+    without the body: a page asks it of itself to tell a buffering proxy
+    (a plain request is answered) from a server that is away (it is not)."""
 
     def initialize(self, template: str) -> None:
         self.template = template
@@ -28,6 +30,8 @@ class PageHandler(BaseHandler):
 
     def get(self) -> None:
         self.render(self.template)
+
+    head = get  # Tornado sends no body for HEAD
 
 
 class StatusHandler(BaseHandler):

@@ -5,6 +5,7 @@
 // id we now hold. Plain script, no modules: it defines the globals
 //   parseEventStream(text, state)   the WHATWG parser, as a pure function
 //   LongPollEventSource(url)        the EventSource interface over that loop
+//   openEventSource(url, {transport})  a native EventSource or a LongPollEventSource
 // and nothing else: choosing a transport and reopening after failures is the
 // page helper's job (static/js/page.js).
 'use strict';
@@ -226,4 +227,14 @@ window.LongPollEventSource = LongPollEventSource;
 function isEventStream(response) {
   const type = response.headers.get('Content-Type') ?? '';
   return type.split(';')[0].trim().toLowerCase() === 'text/event-stream';
+}
+
+/**
+ * A native EventSource for `eventsource` (the default where the browser has
+ * one), else a LongPollEventSource: the same interface either way.
+ */
+function openEventSource(url, { transport } = {}) {
+  const native = typeof window.EventSource === 'function';
+  if (native && (transport ?? 'eventsource') === 'eventsource') return new window.EventSource(url);
+  return new LongPollEventSource(url);
 }

@@ -56,14 +56,6 @@ function rememberFallback(stream) {
   }
 }
 
-/** A native EventSource for `eventsource`, else a LongPollEventSource. */
-function openEventSource(url, { transport = chooseTransport().transport } = {}) {
-  if (transport === 'eventsource' && typeof window.EventSource === 'function') {
-    return new window.EventSource(url);
-  }
-  return new LongPollEventSource(url);
-}
-
 // --- The reconnection schedule ----------------------------------------------
 
 /**

@@ -145,14 +145,16 @@ async def test_page_csp_allows_only_its_own_scripts_and_styles(http_client, url,
 
 @pytest.mark.gen_test
 async def test_fallback_script_is_served(http_client, url):
-    """The polyfill alone; the page helpers that open a stream are page.js."""
+    """The polyfill and openEventSource (docs/protocol.md §4); choosing a
+    transport and recovering are page.js's."""
     polyfill = await http_client.fetch(url("/static/js/eventsource-fallback.js"))
     helpers = await http_client.fetch(url("/static/js/page.js"))
     for response in (polyfill, helpers):
         assert response.code == 200
         assert "javascript" in response.headers["Content-Type"]
     assert b"class LongPollEventSource" in polyfill.body and b"function parseEventStream" in polyfill.body
-    assert b"function openEventSource" in helpers.body and b"openEventSource" not in polyfill.body
+    assert b"function openEventSource" in polyfill.body and b"function openEventSource" not in helpers.body
+    assert b"function chooseTransport" in helpers.body and b"chooseTransport" not in polyfill.body
 
 
 # X-Content-Type-Options on every answer --------------------------------------------------
@@ -228,3 +230,15 @@ async def test_status_counts_held_clients_live(http_client, url, get, app):
     assert await wait_until_async(lambda: sum(app.clients.counts.values()) == 0)
     found = await status(http_client, url)
     assert (found["chat"]["waiting"], found["chat"]["streams"], found["ticker"]["streams"]) == (0, 0, 0)
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("path", ["/", "/chat", "/stock"])
+async def test_a_page_answers_head_with_its_headers_and_no_body(http_client, url, path):
+    """The pages' watchdog asks HEAD of its own page to tell a buffering
+    proxy (answered) from a server that is away (not answered)."""
+    page = await http_client.fetch(url(path))
+    head = await http_client.fetch(url(path), method="HEAD")
+    assert head.code == 200 and head.body == b""
+    assert head.headers["Content-Type"] == page.headers["Content-Type"]
+    assert head.headers["Content-Security-Policy"] == page.headers["Content-Security-Policy"]
