@@ -31,13 +31,11 @@ import tornado.locks
 import tornado.web
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
-from tornado.httpserver import HTTPServer
 from tornado.iostream import StreamClosedError
-from tornado.netutil import bind_sockets
 
 from tests.e2e import browser
 from tests.e2e.browser import MESSAGES, get_json, text, texts, wait_until
-from tests.e2e.scripted import EVENT_STREAM, STATIC, ScriptedServer
+from tests.e2e.scripted import EVENT_STREAM, ScriptedServer
 
 # --- A browser of the test's own ------------------------------------------
 
@@ -289,8 +287,8 @@ class HarnessPage(tornado.web.RequestHandler):
 
 
 class Harness(ScriptedServer):
-    """A ScriptedServer whose app serves ``/harness`` (the page above) and
-    ``/numbers``. ``publish(data)`` appends an event; ``streams`` is how many
+    """A ScriptedServer whose app also serves ``/harness`` (the page above)
+    and ``/numbers``. ``publish(data)`` appends an event; ``streams`` is how many
     /numbers streams are open now, ``opened`` when each opened and from
     which id."""
 
@@ -309,15 +307,10 @@ class Harness(ScriptedServer):
         self.loop.call_soon_threadsafe(append)
 
     async def _listen(self) -> None:
+        await super()._listen()
         self.changed = tornado.locks.Condition()
-        app = tornado.web.Application(
-            [(r"/harness", HarnessPage), (r"/numbers", NumbersHandler, dict(harness=self))],
-            static_path=STATIC,
-        )
-        sockets = bind_sockets(0, "127.0.0.1")
-        self.port = sockets[0].getsockname()[1]
-        self.http_server = HTTPServer(app)
-        self.http_server.add_sockets(sockets)
+        app: tornado.web.Application = self.http_server.request_callback
+        app.add_handlers(r".*", [(r"/harness", HarnessPage), (r"/numbers", NumbersHandler, dict(harness=self))])
 
 
 def shown(driver: webdriver.Chrome) -> list[str]:
