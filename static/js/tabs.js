@@ -29,8 +29,9 @@
   'use strict';
 
   const PREFIX = 'comet-tabs:';
-  // What a follower hears from the leader; the last three are state, kept
-  // for a handler set later. 'role' is this tab's own.
+  // What the connection factory emits, and the leader relays. Status and
+  // transport are state, and so is this tab's own role: the latest of each
+  // is kept for a handler the page sets later.
   const EMITS = ['event', 'notice', 'status', 'transport'];
   const STATE = ['status', 'transport', 'role'];
   const BYE_MS = 250; // the longest a new leader waits for the old one's last relays
@@ -97,7 +98,7 @@
       })
       .catch(quietly);
     return () => {
-      leaving.abort(); // a queued request, so a frozen or cached tab is never granted the lock
+      leaving.abort(); // the queued request: a frozen or cached tab must never be granted the lock
       if (release) release();
     };
   }
