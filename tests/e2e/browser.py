@@ -59,8 +59,10 @@ class BrowserMissing(RuntimeError):
 
 
 @contextlib.contextmanager
-def chromium() -> Iterator[webdriver.Chrome]:
-    """A headless Chromium with a fresh, temporary profile, quit on exit."""
+def chromium(*extra_flags: str) -> Iterator[webdriver.Chrome]:
+    """A headless Chromium with a fresh, temporary profile, quit on exit;
+    ``extra_flags`` are added to FLAGS (a host-resolver rule, a certificate
+    it may accept)."""
     for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
         if not os.access(path, os.X_OK):
             raise BrowserMissing(
@@ -70,7 +72,7 @@ def chromium() -> Iterator[webdriver.Chrome]:
     profile = tempfile.mkdtemp(prefix="e2e-chromium-")
     options = Options()
     options.binary_location = CHROMIUM
-    for flag in FLAGS:
+    for flag in FLAGS + extra_flags:
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={profile}")
     try:

@@ -1,7 +1,5 @@
 """What the tab-sharing tests need besides tests/e2e/browser.py.
 
-- ``chromium_with(*flags)``: a browser of the test's own, started with extra
-  Chromium flags (a host-resolver rule, a certificate it may accept).
 - ``Harness``: a tiny server for testing ``static/js/tabs.js`` by itself. Its
   page loads tabs.js with a connection factory of its own: an EventSource on
   ``/numbers``, a stream of numbered events that replays from the id it is
@@ -25,7 +23,6 @@ import time
 import urllib.parse
 import urllib.request
 from typing import Callable, Iterator
-from unittest import mock
 
 import tornado.locks
 import tornado.web
@@ -38,15 +35,6 @@ from tests.e2e.browser import MESSAGES, get_json, text, texts, wait_until
 from tests.e2e.scripted import EVENT_STREAM, ScriptedServer
 
 # --- A browser of the test's own ------------------------------------------
-
-
-@contextlib.contextmanager
-def chromium_with(*flags: str) -> Iterator[webdriver.Chrome]:
-    """``browser.chromium()`` with ``flags`` added to its FLAGS, for this
-    browser only (browser.py reads FLAGS when it starts one)."""
-    with mock.patch.object(browser, "FLAGS", browser.FLAGS + flags):
-        with browser.chromium() as driver:
-            yield driver
 
 
 # --- Tabs ---------------------------------------------------------------

@@ -27,13 +27,12 @@ import pytest
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
 
-from tests.e2e.browser import get_json, history, send, text, wait_until
+from tests.e2e.browser import chromium, get_json, history, send, text, wait_until
 from tests.e2e.tabs_helpers import (
     HANDOVER_S,
     LOAD_S,
     SHOWN_S,
     all_list,
-    chromium_with,
     close_tab,
     held,
     in_each,
@@ -186,7 +185,7 @@ def test_a_tab_restored_from_the_cache_rejoins(browser, server):
 
 def test_without_web_locks_a_lease_elects_one_leader(server):
     site = server.url.replace("127.0.0.1", "comet.test")
-    with chromium_with("--host-resolver-rules=MAP comet.test 127.0.0.1") as driver:
+    with chromium("--host-resolver-rules=MAP comet.test 127.0.0.1") as driver:
         tabs = open_chats(driver, server.url, 4, site)
         assert driver.execute_script("return [window.isSecureContext, 'locks' in navigator]") == [False, False]
         leader_of(driver, tabs)

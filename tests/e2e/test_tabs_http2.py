@@ -15,10 +15,9 @@ from typing import Iterator
 
 import pytest
 
-from tests.e2e.browser import history, send
+from tests.e2e.browser import chromium, history, send
 from tests.e2e.tabs_helpers import (
     all_list,
-    chromium_with,
     held,
     in_each,
     open_site,
@@ -35,7 +34,7 @@ def site_over_http2(server) -> Iterator[tuple[str, object]]:
     with tempfile.TemporaryDirectory(prefix="comet-cert-") as tmp:
         certificate, key, spki = throwaway_certificate(tmp)
         with Nginx(server.port, tls=(certificate, key)) as nginx:
-            with chromium_with(f"--ignore-certificate-errors-spki-list={spki}") as driver:
+            with chromium(f"--ignore-certificate-errors-spki-list={spki}") as driver:
                 yield f"https://127.0.0.1:{nginx.tls_port}/", driver
 
 
