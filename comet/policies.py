@@ -34,6 +34,8 @@ def encode_event(data: str, event_id: Union[int, str, None] = None, event: Optio
     """One event-stream frame. Line breaks in ``data`` become several
     ``data:`` lines, which the browser joins back with LF. ``event_id`` is
     a number or an ``EPOCH:number``: never a line break or a NUL."""
+    if isinstance(event_id, str) and any(c in event_id for c in "\r\n\0"):
+        raise ValueError(f"an event id cannot hold CR, LF or NUL: {event_id!r}")
     lines = []
     if event is not None:
         lines.append(f"event: {event}\n")

@@ -9,18 +9,26 @@ import pytest
 from comet.policies import BoundedEventQueue, Changes, StateStream, encode_event, parse_event_id
 
 
+EPOCH = "E"  # the epoch of every queue here (tests/unit/test_epoch.py has the epoch rules)
+
+
+def at(number: int) -> tuple[str, int]:
+    """A reader's cursor in a queue of EPOCH."""
+    return (EPOCH, number)
+
+
 def frame(number: int, message: str) -> bytes:
     """How message ``number`` of the chat goes out: with the next cursor as id."""
-    return f"id: {number + 1}\ndata: {message}\n\n".encode("utf-8")
+    return f"id: {EPOCH}:{number + 1}\ndata: {message}\n\n".encode("utf-8")
 
 
 def reset(first: int) -> bytes:
-    return f"event: reset\nid: {first}\ndata: {first}\n\n".encode("utf-8")
+    return f"event: reset\nid: {EPOCH}:{first}\ndata: {first}\n\n".encode("utf-8")
 
 
 def queue_of(capacity: int, messages: int) -> BoundedEventQueue:
     """A queue after ``messages`` appends of m0, m1, …"""
-    queue = BoundedEventQueue(capacity)
+    queue = BoundedEventQueue(capacity, epoch=EPOCH)
     for number in range(messages):
         queue.append(f"m{number}")
     return queue
@@ -64,10 +72,15 @@ def test_encode_empty_data_is_one_empty_data_line():
     assert encode_event("") == b"data: \n\n"
 
 
-def test_encode_refuses_an_id_that_is_not_an_integer():
-    # Ids never hold CR, LF or NUL: only integers are accepted.
-    with pytest.raises((TypeError, ValueError)):
-        encode_event("x", event_id="1\ndata: injected")
+@pytest.mark.parametrize("bad", ["1\ndata: injected", "1\r", "E:1\x00"])
+def test_encode_refuses_an_id_with_a_line_break_or_nul(bad):
+    # Ids never hold CR, LF or NUL: such an id would end the field early.
+    with pytest.raises(ValueError):
+        encode_event("x", event_id=bad)
+
+
+def test_encode_an_epoch_qualified_id():
+    assert encode_event("hi", event_id="E1:3") == b"id: E1:3\ndata: hi\n\n"
 
 
 # parse_event_id -------------------------------------------------------------
@@ -88,7 +101,7 @@ def test_parse_huge_value_is_a_number_past_any_history(digits):
     # number (so a reader gets a reset), just one no history reaches.
     value = parse_event_id("9" * digits)
     assert isinstance(value, int) and value >= 2**63 - 1
-    assert queue_of(3, 5).resume(value) == (reset(2), 2)
+    assert queue_of(3, 5).resume("9" * digits) == (reset(2), at(2))
 
 
 @pytest.mark.parametrize(
@@ -136,94 +149,94 @@ def test_queue_since_returns_every_kept_message_from_number():
 
 
 def test_queue_resume_without_id_starts_at_first():
-    assert queue_of(3, 5).resume(None) == (b"", 2)
+    assert queue_of(3, 5).resume(None) == (b"", at(2))
 
 
 @pytest.mark.parametrize("last_event_id", [2, 3, 5])
 def test_queue_resume_in_range_starts_at_id(last_event_id):
-    assert queue_of(3, 5).resume(last_event_id) == (b"", last_event_id)
+    assert queue_of(3, 5).resume(str(last_event_id)) == (b"", at(last_event_id))
 
 
 @pytest.mark.parametrize("last_event_id", [0, 1, 6, 10**30], ids=["aged-0", "aged-1", "past-count", "restart-huge"])
 def test_queue_resume_out_of_range_sends_reset_then_starts_at_first(last_event_id):
-    assert queue_of(3, 5).resume(last_event_id) == (b"event: reset\nid: 2\ndata: 2\n\n", 2)
+    assert queue_of(3, 5).resume(str(last_event_id)) == (b"event: reset\nid: E:2\ndata: 2\n\n", at(2))
 
 
 def test_queue_resume_on_empty_queue():
-    queue = BoundedEventQueue(3)
-    assert queue.resume(None) == (b"", 0)
-    assert queue.resume(0) == (b"", 0)
-    assert queue.resume(1) == (reset(0), 0)
+    queue = BoundedEventQueue(3, epoch=EPOCH)
+    assert queue.resume(None) == (b"", at(0))
+    assert queue.resume("0") == (b"", at(0))
+    assert queue.resume("1") == (reset(0), at(0))
 
 
 def test_queue_owes_every_frame_from_cursor():
     queue = queue_of(3, 5)
-    assert queue.owed(2) == (frame(2, "m2") + frame(3, "m3") + frame(4, "m4"), 5)
-    assert queue.owed(4) == (frame(4, "m4"), 5)
+    assert queue.owed(at(2)) == (frame(2, "m2") + frame(3, "m3") + frame(4, "m4"), at(5))
+    assert queue.owed(at(4)) == (frame(4, "m4"), at(5))
 
 
 def test_queue_owes_nothing_at_count():
-    assert queue_of(3, 5).owed(5) == (b"", 5)
+    assert queue_of(3, 5).owed(at(5)) == (b"", at(5))
 
 
 def test_queue_frame_of_multiline_message_has_several_data_lines():
-    queue = BoundedEventQueue(3)
+    queue = BoundedEventQueue(3, epoch=EPOCH)
     queue.append("one\r\ntwo\nthree")
-    assert queue.owed(0) == (b"id: 1\ndata: one\ndata: two\ndata: three\n\n", 1)
+    assert queue.owed(at(0)) == (b"id: E:1\ndata: one\ndata: two\ndata: three\n\n", at(1))
 
 
 def test_queue_owed_with_tiny_limit_still_gives_one_frame():
     queue = queue_of(3, 5)
-    assert queue.owed(2, limit=1) == (frame(2, "m2"), 3)
-    assert queue.owed(2, limit=0) == (frame(2, "m2"), 3)
+    assert queue.owed(at(2), limit=1) == (frame(2, "m2"), at(3))
+    assert queue.owed(at(2), limit=0) == (frame(2, "m2"), at(3))
 
 
 def test_queue_owed_with_limit_walks_the_same_bytes_in_pieces():
-    queue = BoundedEventQueue(100)
+    queue = BoundedEventQueue(100, epoch=EPOCH)
     for number in range(50):
         queue.append("x" * number)
-    whole, end = queue.owed(0)
-    pieces, cursor = [], 0
+    whole, end = queue.owed(at(0))
+    pieces, cursor = [], at(0)
     for _ in range(100):  # bounded: at least one frame per call
         piece, cursor = queue.owed(cursor, limit=200)
         if not piece:
             break
         assert len(piece) < 200 + len(frame(49, "x" * 49))
         pieces.append(piece)
-    assert b"".join(pieces) == whole and cursor == end == 50
+    assert b"".join(pieces) == whole and cursor == end == at(50)
     assert 1 < len(pieces) < 50
 
 
 def test_queue_owed_with_large_limit_gives_everything():
     queue = queue_of(3, 5)
-    assert queue.owed(2, limit=1 << 20) == queue.owed(2)
+    assert queue.owed(at(2), limit=1 << 20) == queue.owed(at(2))
 
 
 def test_queue_owed_for_aged_out_cursor_starts_with_reset():
     queue = queue_of(3, 5)
-    assert queue.owed(1) == (reset(2) + frame(2, "m2") + frame(3, "m3") + frame(4, "m4"), 5)
+    assert queue.owed(at(1)) == (reset(2) + frame(2, "m2") + frame(3, "m3") + frame(4, "m4"), at(5))
 
 
 def test_queue_backlog_is_the_bytes_not_yet_given():
     queue = queue_of(3, 5)
-    assert queue.backlog(5) == 0
-    assert queue.backlog(4) == len(frame(4, "m4"))
-    assert queue.backlog(2) == len(queue.owed(2)[0])
-    assert queue.backlog(0) == len(queue.owed(2)[0])  # aged out: all that is kept
+    assert queue.backlog(at(5)) == 0
+    assert queue.backlog(at(4)) == len(frame(4, "m4"))
+    assert queue.backlog(at(2)) == len(queue.owed(at(2))[0])
+    assert queue.backlog(at(0)) == len(queue.owed(at(2))[0])  # aged out: all that is kept
 
 
 def test_queue_backlog_of_empty_queue_is_zero():
-    assert BoundedEventQueue(3).backlog(0) == 0
+    assert BoundedEventQueue(3, epoch=EPOCH).backlog(at(0)) == 0
 
 
 def test_queue_backlog_grows_with_each_message_a_reader_misses():
-    queue = BoundedEventQueue(1000)
+    queue = BoundedEventQueue(1000, epoch=EPOCH)
     sizes = []
     for number in range(5):
         queue.append("y" * 100)
-        sizes.append(queue.backlog(0))
+        sizes.append(queue.backlog(at(0)))
     assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
-    assert sizes[-1] == len(queue.owed(0)[0])
+    assert sizes[-1] == len(queue.owed(at(0))[0])
 
 
 # StateStream ----------------------------------------------------------------
@@ -250,7 +263,7 @@ def test_state_owes_nothing_to_the_current_id():
 
 
 def test_state_resume_keeps_the_id_as_cursor():
-    assert StateStream("100.00").resume(5) == (b"", 5)
+    assert StateStream("100.00").resume("5") == (b"", 5)
     assert StateStream("100.00").resume(None) == (b"", None)
 
 
@@ -311,10 +324,10 @@ def test_a_reader_may_unsubscribe_itself_while_being_called():
 
 
 def test_queue_append_calls_subscribers_after_the_event_is_there():
-    queue, seen = BoundedEventQueue(3), []
-    queue.subscribe(lambda: seen.append(queue.owed(0)))
+    queue, seen = BoundedEventQueue(3, epoch=EPOCH), []
+    queue.subscribe(lambda: seen.append(queue.owed(at(0))))
     queue.append("hi")
-    assert seen == [(encode_event("hi", event_id=1), 1)]
+    assert seen == [(encode_event("hi", event_id="E:1"), at(1))]
 
 
 def test_state_update_calls_subscribers_with_the_new_state_in_place():
@@ -328,13 +341,13 @@ def test_state_update_calls_subscribers_with_the_new_state_in_place():
 
 
 def test_a_history_restarted_further_on_resets_readers_left_in_the_gap():
-    history = BoundedEventQueue(3)
+    history = BoundedEventQueue(3, epoch=EPOCH)
     for message in ("a", "b"):
         history.append(message)
     history.restart_at(5, ["x", "y"])
     assert (history.first, history.count, history.since(5)) == (5, 7, ["x", "y"])
-    assert history.owed(1) == (b"event: reset\nid: 5\ndata: 5\n\nid: 6\ndata: x\n\nid: 7\ndata: y\n\n", 7)
-    assert history.backlog(1) == len(b"id: 6\ndata: x\n\nid: 7\ndata: y\n\n")
+    assert history.owed(at(1)) == (reset(5) + frame(5, "x") + frame(6, "y"), at(7))
+    assert history.backlog(at(1)) == len(frame(5, "x") + frame(6, "y"))
     assert history.append("z") == 7
 
 
