@@ -7,11 +7,11 @@ connection's ``close()``, or ``IOStream.socket``; and its rule for framing a
 response body lives inside ``HTTP1Connection.write_headers``. Three things
 need them:
 
-- ``send()``: a piece of an event stream straight to the socket. Through
-  ``write()`` and ``flush()`` each piece costs two futures and two loop
-  callbacks; for one price sent to ten thousand readers that was most of the
-  server's CPU (docs/bench-history.md, issue 11 in docs/bench.md). Here it is
-  one system call, framed as Tornado frames the response.
+- ``send()``: a piece of an event stream straight to the socket, framed as
+  Tornado frames the response: one system call. Through ``write()`` and
+  ``flush()`` each piece costs two futures and two loop callbacks, and for
+  one price sent to ten thousand readers about three times the CPU
+  (docs/bench-history.md, issue 11).
 - ``closed()``: whether the peer has gone already, before Tornado has told
   the handler (a client that sends its request and resets at once).
 - ``close()``: hang up on a reader that fell too far behind.

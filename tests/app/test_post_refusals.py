@@ -27,10 +27,10 @@ def plain_refusal(response, status: int, reason: str) -> None:
 
 @pytest.fixture
 def post(http_server, http_port):
-    """``await post(body, headers)``: the answer to a raw POST /chat/post
-    with exactly these headers (and Host, Content-Length)."""
-    async def answer(body: bytes, headers: dict):
-        client = await AsyncClient.open(http_port, "/chat/post", method="POST", body=body,
+    """``await post(body, headers, path="/chat/post")``: the answer to a raw
+    POST with exactly these headers (and Host, Content-Length)."""
+    async def answer(body: bytes, headers: dict, path: str = "/chat/post"):
+        client = await AsyncClient.open(http_port, path, method="POST", body=body,
                                         headers=headers | {"Connection": "close"})
         try:
             return await client.finish()
@@ -166,3 +166,18 @@ async def test_a_404_for_a_malformed_chat_path_is_not_cached(get, path):
 async def test_a_404_outside_chat_is_still_plain(get):
     response = await (await get("/nothing-here")).finish()
     assert response.status == 404 and response.headers["Content-Type"] == "text/plain; charset=UTF-8"
+
+
+@pytest.mark.gen_test
+async def test_a_method_the_chat_stream_does_not_take_is_not_cached(post):
+    response = await post(b"message=hi", FORM, path="/chat/events")
+    plain_refusal(response, 405, "Method Not Allowed")
+
+
+@pytest.mark.settings(max_clients=0)
+@pytest.mark.gen_test
+@pytest.mark.parametrize("path", ["/chat/events", "/chat/get/0"])
+async def test_a_503_at_max_clients_under_chat_is_not_cached(get, path):
+    response = await (await get(path)).finish()
+    plain_refusal(response, 503, "try again later")
+    assert response.headers["Retry-After"] == "5"
