@@ -18,6 +18,7 @@ from typing import Awaitable, Callable, Iterator
 import pytest
 
 from handlers import past_tornado
+from tests.app.test_eventsource import largest_send_buffer
 from tests.client import FALLBACK, AsyncClient, Response, wait_until_async
 
 # A line of an event stream as this server writes it: a field, a comment, or
@@ -121,14 +122,6 @@ async def test_the_fallback_over_http_1_0_that_times_out_is_retry_and_keep_alive
     response = await poll.finish(timeout=3)  # --poll-timeout is 1 s here
     assert response.body == RETRY + b": keep-alive\n\n"
     assert await poll.closed_by_server()
-
-
-def largest_send_buffer() -> int:
-    try:
-        with open("/proc/sys/net/ipv4/tcp_wmem") as limits:
-            return int(limits.read().split()[2])
-    except (OSError, ValueError, IndexError):
-        return 4 << 20
 
 
 @pytest.mark.parametrize("version", ["HTTP/1.0", "HTTP/1.1"])
