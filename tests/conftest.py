@@ -9,6 +9,8 @@ import pytest
 
 from app import make_app
 
+CHAT_EPOCH = "E"  # the epoch of the in-process app's chat: its ids are E:1, E:2, …
+
 # Short timers, so waiting tests stay quick.
 FAST = dict(poll_timeout=1.0, keepalive=5.0, retry=2000, retry_jitter=0)
 
@@ -16,4 +18,6 @@ FAST = dict(poll_timeout=1.0, keepalive=5.0, retry=2000, retry_jitter=0)
 @pytest.fixture
 def app(request):
     marker = request.node.get_closest_marker("settings")
-    return make_app(**(FAST | (marker.kwargs if marker else {})))
+    app = make_app(**(FAST | (marker.kwargs if marker else {})))
+    app.history.epoch = CHAT_EPOCH  # a fixed name, so a test can spell out the exact frames
+    return app

@@ -302,7 +302,7 @@ async def test_since_returns_every_message_from_n_as_json(http_client, url, app)
     assert response.code == 200
     assert response.headers["Content-Type"].startswith("application/json")
     assert response.headers["Cache-Control"] == "no-cache"
-    assert json.loads(response.body) == {"first": 0, "next": 3, "messages": ["b\nb", "c\u2603"]}
+    assert json.loads(response.body) == {"epoch": "E", "first": 0, "next": 3, "messages": ["b\nb", "c\u2603"]}
 
 
 @pytest.mark.settings(poll_timeout=30)
@@ -311,14 +311,14 @@ async def test_since_count_is_an_empty_list_at_once(http_client, url, app):
     app.history.append("a")
     response = await asyncio.wait_for(fetch(http_client, url("/chat/since/1")), 1)
     assert response.code == 200
-    assert json.loads(response.body) == {"first": 0, "next": 1, "messages": []}
+    assert json.loads(response.body) == {"epoch": "E", "first": 0, "next": 1, "messages": []}
 
 
 @pytest.mark.settings(poll_timeout=30)
 @pytest.mark.gen_test(timeout=3)
 async def test_since_zero_on_empty_history_is_answered_at_once(http_client, url):
     response = await asyncio.wait_for(fetch(http_client, url("/chat/since/0")), 1)
-    assert json.loads(response.body) == {"first": 0, "next": 0, "messages": []}
+    assert json.loads(response.body) == {"epoch": "E", "first": 0, "next": 0, "messages": []}
 
 
 @pytest.mark.settings(history=3)
@@ -327,7 +327,7 @@ async def test_since_first_returns_the_bounded_history(http_client, url, app):
     for number in range(5):
         app.history.append(f"m{number}")
     response = await fetch(http_client, url("/chat/since/2"))
-    assert json.loads(response.body) == {"first": 2, "next": 5, "messages": ["m2", "m3", "m4"]}
+    assert json.loads(response.body) == {"epoch": "E", "first": 2, "next": 5, "messages": ["m2", "m3", "m4"]}
 
 
 @pytest.mark.parametrize("digits", [30, 5000])

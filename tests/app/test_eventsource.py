@@ -19,8 +19,9 @@ KEEP_ALIVE = b": keep-alive\n\n"
 
 
 def chat_frame(number: int, message: str) -> bytes:
-    """Message ``number`` on the wire: its id is the next /chat/get cursor."""
-    return f"id: {number + 1}\ndata: {message}\n\n".encode("utf-8")
+    """Message ``number`` on the wire: its id is the app's epoch (E, see
+    tests/conftest.py) and the next /chat/get cursor."""
+    return f"id: E:{number + 1}\ndata: {message}\n\n".encode("utf-8")
 
 
 def chat_frames(numbers) -> bytes:
@@ -28,7 +29,7 @@ def chat_frames(numbers) -> bytes:
 
 
 def reset(first: int) -> bytes:
-    return f"event: reset\nid: {first}\ndata: {first}\n\n".encode()
+    return f"event: reset\nid: E:{first}\ndata: {first}\n\n".encode()
 
 
 def price_frame(app) -> bytes:
@@ -140,9 +141,9 @@ async def test_chat_message_n_goes_out_with_id_n_plus_one(get, app):
     stream = await get("/chat/events")
     assert await stream.chunk() == RETRY
     app.history.append("hello")
-    assert await stream.chunk() == b"id: 1\ndata: hello\n\n"
+    assert await stream.chunk() == chat_frame(0, "hello")
     app.history.append("caf\u00e9")
-    assert await stream.chunk() == "id: 2\ndata: caf\u00e9\n\n".encode()
+    assert await stream.chunk() == chat_frame(1, "caf\u00e9")
 
 
 @pytest.mark.gen_test
@@ -150,7 +151,7 @@ async def test_chat_post_reaches_an_open_stream(get, app, http_client, http_port
     stream = await get("/chat/events")
     assert await stream.chunk() == RETRY
     await http_client.fetch(f"http://127.0.0.1:{http_port}/chat/post", method="POST", body="message=via+post")
-    assert await stream.chunk() == b"id: 1\ndata: via post\n\n"
+    assert await stream.chunk() == chat_frame(0, "via post")
 
 
 @pytest.mark.settings(history=3)
@@ -184,7 +185,7 @@ async def test_chat_with_id_in_range_resumes_from_it(get, app, held_id):
 async def test_chat_with_id_out_of_range_gets_reset_then_all_retained(get, app, held_id):
     fill_history(app, 5)
     stream = await get("/chat/events", {"Last-Event-ID": held_id})
-    expected = RETRY + b"event: reset\nid: 2\ndata: 2\n\n" + chat_frames([2, 3, 4])
+    expected = RETRY + reset(2) + chat_frames([2, 3, 4])
     assert await stream.take(len(expected)) == expected
     app.history.append("m5")
     assert await stream.chunk() == chat_frame(5, "m5")
@@ -213,7 +214,7 @@ async def test_chat_reads_the_lastEventId_query_without_header(get, app):
 async def test_chat_multiline_message_goes_out_as_several_data_lines(get, app, line_break):
     app.history.append(line_break.join(["first", "", "third"]))
     stream = await get("/chat/events")
-    expected = RETRY + b"id: 1\ndata: first\ndata: \ndata: third\n\n"
+    expected = RETRY + b"id: E:1\ndata: first\ndata: \ndata: third\n\n"
     assert await stream.take(len(expected)) == expected
 
 
