@@ -53,6 +53,12 @@ Headers = Union[Mapping[str, str], Iterable[tuple[str, str]]]
 T = TypeVar("T")
 
 
+def chat_number(event_id: str) -> int:
+    """The number in a chat event's id, ``EPOCH:N`` (docs/protocol.md §2): the
+    next /chat/get cursor."""
+    return int(event_id.rpartition(":")[2])
+
+
 def free_port() -> int:
     """A TCP port of 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:

@@ -126,8 +126,9 @@ def test_message_that_is_not_utf8_gets_400(tuned):
 def replay(server: ServerProcess) -> bytes:
     """The frames an absent id gets on /chat/events: every retained message."""
     since = json.loads(server.fetch(f"/chat/since/{server.status()['chat']['first']}")[2])
+    epoch = since["epoch"]
     return b"".join(
-        f"id: {since['first'] + i + 1}\ndata: {text}\n\n".encode() for i, text in enumerate(since["messages"])
+        f"id: {epoch}:{since['first'] + i + 1}\ndata: {text}\n\n".encode() for i, text in enumerate(since["messages"])
     )
 
 
@@ -155,7 +156,8 @@ def test_huge_last_event_id_gets_a_reset_then_the_history(tuned, digits):
     if tuned.status()["chat"]["messages"] == 0:
         tuned.post(b"hi")
     first = tuned.status()["chat"]["first"]
-    expected = b"retry: 1234\n\n" + f"event: reset\nid: {first}\ndata: {first}\n\n".encode() + replay(tuned)
+    epoch = tuned.fetch("/chat/since/0")[1]["X-Chat-Epoch"]
+    expected = b"retry: 1234\n\n" + f"event: reset\nid: {epoch}:{first}\ndata: {first}\n\n".encode() + replay(tuned)
     with tuned.no_errors():
         stream = Client(tuned.port, "/chat/events", headers={"Last-Event-ID": "9" * digits})
         ticker = Client(tuned.port, "/ticker", headers={"Last-Event-ID": "9" * digits})
@@ -188,4 +190,5 @@ def test_fallback_poll_with_an_unknown_id_gets_the_reset_at_once(quiet):
     with Client(quiet.port, "/chat/events", headers=FALLBACK | {"Last-Event-ID": "7"}) as poll:
         response = poll.finish(timeout=2)
     assert response.status == 200
-    assert response.body.startswith(b"retry: 2000\n\nevent: reset\nid: 0\ndata: 0\n\n")
+    epoch = quiet.fetch("/chat/since/0")[1]["X-Chat-Epoch"]
+    assert response.body.startswith(f"retry: 2000\n\nevent: reset\nid: {epoch}:0\ndata: 0\n\n".encode())

@@ -57,7 +57,7 @@ def test_max_clients_turns_the_next_client_away_and_the_held_ones_notice_nothing
             # A message reaches every stream and held poll that was let in.
             assert server.post(b"still here")[0] == 200
             for stream in chat:
-                assert stream.until(b"id: 1\ndata: still here\n\n").status == 200
+                assert stream.until(b":1\ndata: still here\n\n").status == 200
             for poll in polls:
                 response = poll.finish()
                 assert (response.status, response.body) == (200, b"still here")

@@ -49,7 +49,7 @@ def test_debug_mode_serves_everything_and_still_exits_cleanly():
         assert server.fetch("/chat")[0] == 200
         assert server.post(b"hi")[0] == 200
         with Client(server.port, "/chat/events") as stream:
-            assert stream.until(b"id: 1\ndata: hi\n\n").status == 200
+            assert stream.until(b":1\ndata: hi\n\n").status == 200
         assert server.stop(signal.SIGTERM) == 0, server.log()[-3000:]
 
 

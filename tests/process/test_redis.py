@@ -22,7 +22,7 @@ from typing import Callable, Iterator, Optional
 
 import pytest
 
-from tests.client import HOST, Client, free_port, wait_until
+from tests.client import HOST, Client, chat_number, free_port, wait_until
 from tests.server import NO_JITTER, ROOT, ServerProcess
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -123,7 +123,14 @@ def get_json(server: ServerProcess, path: str) -> dict:
 
 
 def history(server: ServerProcess, first: int = 0) -> dict:
-    return get_json(server, f"/chat/since/{first}")
+    """What /chat/since/first says, less the epoch (``epoch()`` has it)."""
+    since = get_json(server, f"/chat/since/{first}")
+    del since["epoch"]
+    return since
+
+
+def epoch(server: ServerProcess) -> str:
+    return get_json(server, "/chat/since/0")["epoch"]
 
 
 def ticker_state(server: ServerProcess) -> tuple[int, float]:
@@ -131,7 +138,7 @@ def ticker_state(server: ServerProcess) -> tuple[int, float]:
     return ticker["id"], ticker["price"]
 
 
-def event_stream(server: ServerProcess, path: str, last_event_id: Optional[int] = None) -> Client:
+def event_stream(server: ServerProcess, path: str, last_event_id: Optional[object] = None) -> Client:
     """An open event stream, its head read."""
     headers = {} if last_event_id is None else {"Last-Event-ID": str(last_event_id)}
     stream = Client(server.port, path, headers=headers)
@@ -141,14 +148,14 @@ def event_stream(server: ServerProcess, path: str, last_event_id: Optional[int] 
     return stream
 
 
-def received(stream: Client, count: int, timeout: float = 10.0) -> list[tuple[str, str]]:
-    """The next ``count`` events of ``stream``, as (id, data)."""
-    return [(event["id"], event["data"]) for event in stream.events(count, timeout)]
+def received(stream: Client, count: int, timeout: float = 10.0) -> list[tuple[int, str]]:
+    """The next ``count`` events of ``stream``, as (the number in its id, data)."""
+    return [(chat_number(event["id"]), event["data"]) for event in stream.events(count, timeout)]
 
 
-def numbered(messages: list[str], first: int = 0) -> list[tuple[str, str]]:
+def numbered(messages: list[str], first: int = 0) -> list[tuple[int, str]]:
     """What /chat/events sends for ``messages`` numbered from ``first``."""
-    return [(str(first + i + 1), message) for i, message in enumerate(messages)]
+    return [(first + i + 1, message) for i, message in enumerate(messages)]
 
 
 # --- the chat ------------------------------------------------------------------------------
@@ -225,7 +232,7 @@ def test_a_joining_or_restarted_process_serves_the_history_and_resumes_last_even
     stream = event_stream(joining, "/chat/events", last_event_id=5)
     assert received(stream, 3) == numbered(messages[5:], first=5)
     assert post_ok(first, "late") == 8
-    assert received(stream, 1) == [("9", "late")]
+    assert received(stream, 1) == [(9, "late")]
     stream.close()
 
     assert first.stop(signal.SIGTERM) == 0
@@ -250,9 +257,46 @@ def test_a_reader_whose_process_is_killed_resumes_on_another_and_loses_nothing(s
     for i in range(3):
         post_ok(survivor, f"while away {i}")
 
-    last_event_id = int(before[-1][0])
+    last_event_id = before[-1][0]
     stream = event_stream(survivor, "/chat/events", last_event_id=last_event_id)
     assert received(stream, 3) == numbered([f"while away {i}" for i in range(3)], first=3)
+    stream.close()
+
+
+def test_every_process_serves_one_epoch_and_its_ids_carry_it(start_app, redis_server):
+    a, b = start_app(), start_app()
+    assert epoch(a) == epoch(b) == redis_server.client().get("comet:chat:epoch")
+    stream = event_stream(b, "/chat/events")
+    post_ok(a, "hello")
+    event, = stream.events(1, timeout=10)
+    assert event["id"] == f"{epoch(a)}:1"
+    stream.close()
+    # A cursor of another epoch is refused on every process.
+    for server in (a, b):
+        status, headers, _ = server.fetch("/chat/get/1?epoch=another", timeout=10)
+        assert (status, headers["X-Chat-Epoch"]) == (410, epoch(a))
+
+
+def test_a_history_no_one_holds_any_more_starts_a_new_epoch(start_app, redis_server):
+    """Redis lost the chat while no process held a copy: it is gone, and the
+    new history must not be mistaken for it."""
+    first = start_app()
+    post_ok(first, "old")
+    old_epoch = epoch(first)
+    assert first.stop(signal.SIGTERM) == 0
+    redis_server.stop()
+    redis_server.start()  # empty: it keeps nothing on disk
+
+    second = start_app()
+    new_epoch = epoch(second)
+    assert new_epoch != old_epoch
+    assert redis_server.client().get("comet:chat:epoch") == new_epoch
+    post_ok(second, "new")
+    # A reader from the old history gets a reset, then the new history.
+    stream = event_stream(second, "/chat/events", last_event_id=f"{old_epoch}:1")
+    reset, message = stream.events(2, timeout=10)
+    assert (reset["event"], reset["id"], reset["data"]) == ("reset", f"{new_epoch}:0", "0")
+    assert (message["id"], message["data"]) == (f"{new_epoch}:1", "new")
     stream.close()
 
 
@@ -325,7 +369,7 @@ def test_while_redis_is_down_posts_get_503_streams_stay_open_and_all_resumes_aft
     a, b = start_app(), start_app()
     assert post_ok(a, "before") == 0
     stream = event_stream(b, "/chat/events")
-    assert received(stream, 1) == [("1", "before")]
+    assert received(stream, 1) == [(1, "before")]
     k_before, _ = ticker_state(a)
 
     redis_server.stop()
@@ -333,6 +377,7 @@ def test_while_redis_is_down_posts_get_503_streams_stay_open_and_all_resumes_aft
         status, _, text = server.post("lost", timeout=10)
         assert status == 503
         assert "unavailable" in text.decode() and "Redis" in text.decode()
+    kept_epoch = epoch(b)
     # The stream stays open on keep-alives, and the process serves what it has.
     assert stream.block(timeout=5) == [": keep-alive"]
     assert stream.block(timeout=5) == [": keep-alive"]
@@ -341,12 +386,14 @@ def test_while_redis_is_down_posts_get_503_streams_stay_open_and_all_resumes_aft
     # Back, but empty: the processes refill it and numbering goes on.
     redis_server.start()
     assert wait_until(lambda: a.post("after", timeout=10)[0] == 200, timeout=10.0), "no post succeeded again"
-    assert received(stream, 1) == [("2", "after")]
+    assert received(stream, 1) == [(2, "after")]
     stream.close()
     for server in (a, b):
         assert wait_until(lambda: history(server)["next"] == 2, timeout=5.0)
         assert history(server)["messages"] == ["before", "after"]
     assert redis_server.client().lrange("comet:chat:messages", 0, -1) == ["before", "after"]
+    # Refilled, not lost: the same history, so the same epoch (no reader is reset).
+    assert {epoch(a), epoch(b), redis_server.client().get("comet:chat:epoch")} == {kept_epoch}
     assert wait_until(lambda: ticker_state(b)[0] > k_before + 1, timeout=10.0), "the price did not move again"
     for server in (a, b):
         assert server.stop(signal.SIGTERM) == 0, server.log()[-3000:]
@@ -365,7 +412,7 @@ def test_a_post_held_up_by_a_hung_redis_gets_503_and_is_never_stored_late(start_
         redis_server.resume()
     # Redis now runs the held-up post too, past its deadline: refused.
     assert post_ok(a, "after") == 0
-    assert received(stream, 1) == [("1", "after")]
+    assert received(stream, 1) == [(1, "after")]
     stream.close()
     assert redis_server.client().lrange("comet:chat:messages", 0, -1) == ["after"]
     assert history(b)["messages"] == ["after"]

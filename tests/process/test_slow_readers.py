@@ -11,7 +11,7 @@ import json
 import threading
 from urllib.parse import quote_from_bytes
 
-from tests.client import FALLBACK, Client, wait_until
+from tests.client import FALLBACK, Client, chat_number, wait_until
 from tests.machine import rss_bytes
 from tests.netns import in_private_network, loopback_up, set_sysctl
 from tests.server import NO_JITTER, QUIET, ServerProcess
@@ -61,7 +61,8 @@ def test_stalled_chat_readers_are_dropped_then_resume_by_their_id_losing_nothing
             report, _ = server.wait_for_counts((0, 0, 0), timeout=5)  # every reader was dropped
             grown = rss_bytes(server.pid) - rss_before
             assert report["chat"]["messages"] == messages
-            frames = sum(len(f"id: {n + 1}\ndata: {t}\n\n") for n, t in enumerate(texts))
+            epoch = server.fetch("/chat/since/0")[1]["X-Chat-Epoch"]
+            frames = sum(len(f"id: {epoch}:{n + 1}\ndata: {t}\n\n") for n, t in enumerate(texts))
             kept = frames + sum(map(len, texts))  # each message is kept as text and as a frame
             owed = readers * frames
             # The history itself, both as text and as frames, plus a little;
@@ -79,7 +80,7 @@ def test_stalled_chat_readers_are_dropped_then_resume_by_their_id_losing_nothing
                 assert not cut.complete, "a dropped reader's response is cut, not ended"
                 assert cut.stream.blocks[0] == ["retry: 2000"]
                 got = cut.events  # the events it got whole
-                last_id = int(got[-1]["id"])
+                last_id = chat_number(got[-1]["id"])
                 assert [e["data"] for e in got] == history[:last_id], "the part before the cut is in order"
                 assert last_id < messages, "it was dropped before it had everything"
 
@@ -87,7 +88,7 @@ def test_stalled_chat_readers_are_dropped_then_resume_by_their_id_losing_nothing
                     rest = resumed.wait(lambda r: len(r.events) >= messages - last_id, timeout=10)
                 assert rest.events[0]["event"] == "message", "nothing it needs has aged out: no reset"
                 assert [e["data"] for e in rest.events] == history[last_id:]
-                assert [int(e["id"]) for e in rest.events] == list(range(last_id + 1, messages + 1))
+                assert [chat_number(e["id"]) for e in rest.events] == list(range(last_id + 1, messages + 1))
         finally:
             for reader in stalled:
                 reader.close()
