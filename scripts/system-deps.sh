@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests drive for real, when they are missing:
 #   chromium + chromium-driver  (the Selenium end-to-end tests)
-#   nginx                       (tests/test_nginx.py: docs/nginx.conf in front of the app)
-#   redis-server                (tests/test_redis.py: several app processes sharing one Redis)
+#   nginx                       (tests/process/test_nginx.py and the e2e tests: docs/nginx.conf in front of the app)
+#   redis-server                (tests/process/test_redis.py: several app processes sharing one Redis)
 #   openssl                     (tests/e2e/test_tabs_http2.py: a throwaway certificate for nginx's HTTP/2)
 # Needs root and apt-get; otherwise says exactly what to install and fails.
 set -euo pipefail

@@ -1,4 +1,4 @@
-"""Event streams over HTTP/1.0 and HTTP/1.1, byte by byte (PROTOCOL.md
+"""Event streams over HTTP/1.0 and HTTP/1.1, byte by byte (docs/protocol.md
 section 2): what nginx sends an upstream by default, and ``curl --http1.0``.
 
 An HTTP/1.0 client gets the stream unchunked: every line of the body is an

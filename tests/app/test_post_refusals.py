@@ -1,4 +1,4 @@
-"""What /chat/post refuses (PROTOCOL.md section 1): a body that is not a
+"""What /chat/post refuses (docs/protocol.md section 1): a body that is not a
 well-formed form of its declared type is a 400 with a plain-text reason; a
 post from another site's page is a 403 by Go's CrossOriginProtection rule;
 nothing is stored on either. And every answer under /chat/, a 404 for a

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shutil
 import tempfile
 import urllib.request
@@ -27,6 +26,8 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.client import PRICE
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
@@ -185,8 +186,6 @@ def states(driver, element_id: str) -> list[str]:
 
 
 # --- /stock ------------------------------------------------------------
-
-PRICE = re.compile(r"^[0-9]+\.[0-9]{2}$")
 
 # Every text #price shows from now on, in order, as the page writes it.
 WATCH_PRICES = """

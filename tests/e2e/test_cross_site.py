@@ -1,5 +1,5 @@
 """A post from another site's page, in Chromium: refused with 403 and nothing
-stored (PROTOCOL.md section 1), while the site's own page still posts.
+stored (docs/protocol.md section 1), while the site's own page still posts.
 
 The other site is a page served from ``http://localhost:PORT2``: another
 origin, and another site, than the app on ``http://127.0.0.1:PORT``. It

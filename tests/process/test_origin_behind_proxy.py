@@ -1,4 +1,4 @@
-"""The cross-site rule for posts behind a proxy (PROTOCOL.md section 1,
+"""The cross-site rule for posts behind a proxy (docs/protocol.md section 1,
 docs/deployment.md). The rule reads request headers only, so the address the
 app listens on (``--address=0.0.0.0`` or not) does not enter into it.
 

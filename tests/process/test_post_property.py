@@ -1,7 +1,7 @@
 """POST /chat/post under generated requests (hypothesis): bodies, content
 types, framings, lengths and header sets, thrown at a live ``python app.py``.
 
-Each generated request knows what the contract (PROTOCOL.md section 1) says
+Each generated request knows what the contract (docs/protocol.md section 1) says
 it must get: 403 for a browser's post from another site, 413 for a body over
 ``--max-body`` or a message over ``--max-message`` characters, 400 for a body
 that is not a well-formed form of its declared type or whose message is
