@@ -170,7 +170,7 @@ async def request(host: str, port: int, method: str, path: str, body: bytes = b"
 
 
 async def status(host: str, port: int) -> dict:
-    code, payload, _ = await request(host, port, "GET", "/status")
+    code, payload, _ = await request(host, port, "GET", "/status", timeout=30.0)
     if code != 200:
         raise RuntimeError(f"/status answered {code}")
     return json.loads(payload)
@@ -526,6 +526,7 @@ async def chat(args, targets: list[tuple[str, int]]) -> dict:
         for _ in range(200):
             await status(host, port)
         status_cpu = (cpu_seconds(pid) - cpu_before) / 200
+        # (on a loaded machine a /status may take long: status() waits 10 s)
         result.update(status_requests_during_hold=asked, server_cpu_us_per_status=status_cpu * 1e6,
                       server_cpu_us_per_hold=max(0.0, hold_cpu - asked * status_cpu) * 1e6 / args.n)
         result["rss_loaded"] = rss_bytes(pid)
