@@ -43,6 +43,7 @@ import time
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
+from typing import Optional
 from urllib.parse import urlsplit
 
 from loadgen import cpu_seconds
@@ -61,6 +62,8 @@ SERVERS = {
     "aiohttp-sse": ["bench/peers/aiohttp_app.py", "--port", "0", "--tick-interval", "{tick}", "--poll-timeout", "120"],
     "floor": ["bench/peers/floor.py", "--port", "0", "--tick-interval", "{tick}", "--poll-timeout", "120"],
 }
+# Passed to ours only when its --help lists them (older checkouts lack them).
+OURS_IF_PRESENT = ["--max-clients-per-address=0"]
 OURS, FLOOR = "tornado", "floor"
 PEERS = ("sse-starlette", "aiohttp-sse")
 SCENARIOS = ("ticker", "chat", "redis", "restart")
@@ -92,8 +95,16 @@ class Runner:
         self.logs = BENCH / "results" / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.taskset = shutil.which("taskset") if not args.no_pin else None
+        self._ours_extra: Optional[list[str]] = None
         if not args.no_pin and self.taskset is None:
             print("taskset (util-linux) not found: running unpinned", file=sys.stderr)
+
+    def ours_extra(self) -> list[str]:
+        """Flags ours gets when its app.py has them: every client here comes
+        from 127.0.0.1, so a cap per address would turn most of N away."""
+        if self._ours_extra is None:
+            self._ours_extra = [flag for flag in OURS_IF_PRESENT if has_flag(self.args.app, flag.split("=")[0])]
+        return self._ours_extra
 
     def pinned(self, cpu: int, command: list[str]) -> list[str]:
         return [self.taskset, "-c", str(cpu), *command] if self.taskset else command
@@ -113,7 +124,7 @@ class Runner:
         replaces ``--port=0``."""
         command = [arg.format(tick=self.args.tick_interval) for arg in SERVERS[name]] + list(extra)
         if name == OURS:
-            command += shlex.split(self.args.ours_flags)
+            command += self.ours_extra() + shlex.split(self.args.ours_flags)
         if port:
             command = [f"--port={port}" if arg == "--port=0" else arg for arg in command]
         process = subprocess.Popen(
