@@ -123,6 +123,7 @@ def make_app(**overrides) -> CometApp:
     return CometApp(**(options.group_dict("app") | overrides))
 
 
+# tutorial: held-sockets
 def hold_long(listeners: list[socket.socket]) -> None:
     """Two TCP options for connections that are held open for long, set on
     the listening sockets: Linux gives every connection a listener accepts
@@ -150,6 +151,7 @@ def raise_open_file_limit() -> int:
         except (ValueError, OSError):
             pass  # not allowed here (a container): keep the soft limit
     return soft
+# end tutorial: held-sockets
 
 
 async def main() -> None:

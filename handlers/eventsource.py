@@ -29,10 +29,12 @@ from comet.clients import GONE
 from handlers import past_tornado
 from handlers.base import HoldingHandler
 
+# tutorial: heartbeat
 KEEP_ALIVE = b": keep-alive\n\n"
 # What a stream asked for with ?heartbeat=1 gets instead: an event a script
 # can see (a comment it cannot), with no id, so no cursor moves.
 HEARTBEAT = b"event: heartbeat\ndata:\n\n"
+# end tutorial: heartbeat
 # The article's header, and the one CppCMS's contrib reads.
 SIMULATION_HEADERS = {"x-event-source-simulate": "long-polling", "x-sse-simulation": "long-polling"}
 STREAM_CHUNK = 1 << 16  # bytes per write while replaying a long backlog

@@ -18,6 +18,37 @@ The block must equal the lines between the markers, marker lines left out and
 their common indentation removed (a method reads from column 0);
 tests/unit/test_tutorial.py checks that. After changing quoted code,
 ``python -m tests.tutorial`` pastes every passage into the tutorial again.
+
+The tutorial's ``curl`` sessions are checked too, against a live server
+(tests/process/test_tutorial_curl.py), in the order the tutorial shows them.
+A session is a fenced block marked ``console``:
+
+    ```console
+    $ curl -i http://127.0.0.1:8888/chat/get/0
+    HTTP/1.1 200 OK
+    ...
+    X-Chat-Epoch: <epoch>
+
+    hi
+    ```
+
+Each ``$ curl ...`` line is a command (split as a shell would, no shell
+run); the lines after it, up to the next ``$``, are what it prints on stdout,
+compared line by line: ``...`` alone on a line stands for any number of
+lines, and ``<name>`` for a value that differs from run to run (PLACEHOLDERS;
+every ``<epoch>`` of a run must be the same one). ``127.0.0.1:8888`` becomes
+the test server's address. A command without ``--max-time`` of its own gets
+one, so no session can hang a test. A block right after ``<!-- curl: held
+-->`` holds one command the server is expected to hold: it runs in the
+background, and must still be waiting, silent, after HELD_FOR seconds; its
+output is the next block marked ``<!-- curl: answer -->``, read once the
+commands between have run.
+
+"What to copy into your app" is checked by tests/process/test_copy_list.py:
+the bullet list after ``<!-- copy-list -->`` names files (`` `path` ``) and
+marked passages (`` `path#name` ``); the block after ``<!-- copy-example:
+NAME -->`` is an app that uses them, with a line ``# paste path#name here``
+where each passage goes.
 """
 
 from __future__ import annotations
@@ -128,6 +159,219 @@ def refresh() -> int:
         changed += 1
     TUTORIAL.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return changed
+
+
+# --- curl sessions -------------------------------------------------------------------------
+
+CURL_DIRECTIVE = re.compile(r"^<!--\s*curl:\s*(held|answer)\s*-->\s*$")
+ELLIPSIS = "..."
+HELD_FOR = 1.0  # seconds a held command must stay silent
+TUTORIAL_ADDRESS = "127.0.0.1:8888"
+PLACEHOLDERS = {
+    "epoch": r"[A-Za-z0-9_-]{1,64}",  # the chat history's name
+    "n": r"[0-9]+",  # a whole number (an id, a count)
+    "price": r"[0-9]+\.[0-9]{2}",  # as the ticker sends it
+    "number": r"[0-9]+(?:\.[0-9]+)?",  # a number in JSON
+    "ms": r"[0-9]+",  # a retry: delay
+    "date": r"[A-Z][a-z]{2}, [0-9]{2} [A-Z][a-z]{2} [0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2} GMT",
+}
+PLACEHOLDER = re.compile(r"<([a-z]+)>")
+
+
+@dataclass
+class Command:
+    """One ``$ curl ...`` line of a session, and what it must print."""
+
+    line: int  # in the tutorial
+    text: str  # as written after "$ "
+    expected: list[str]
+    held: bool = False  # runs in the background; ``answer`` is what it prints
+    answer: Optional[list[str]] = None
+    answer_line: int = 0  # where the answer block opens
+
+
+def fenced_blocks(lines: list[str]) -> list[tuple[int, str, list[str]]]:
+    """(line of the opening fence, its info string, the lines inside) of
+    every fenced block."""
+    blocks, index = [], 0
+    while index < len(lines):
+        opener = FENCE.match(lines[index])
+        if not opener:
+            index += 1
+            continue
+        fence, info = opener.group(1), lines[index][len(opener.group(1)):].strip()
+        end = index + 1
+        while end < len(lines) and not (lines[end].startswith(fence) and not lines[end].strip(fence[0]).strip()):
+            end += 1
+        blocks.append((index + 1, info, lines[index + 1:end]))
+        index = end + 1
+    return blocks
+
+
+def directive_before(lines: list[str], fence_line: int, directive: re.Pattern) -> Optional[re.Match]:
+    """``directive`` matched on the last non-blank line before the block
+    that opens at ``fence_line``, if it is there."""
+    index = fence_line - 2
+    while index >= 0 and not lines[index].strip():
+        index -= 1
+    return directive.match(lines[index].strip()) if index >= 0 else None
+
+
+def curl_sessions(text: str) -> tuple[list[Command], list[str]]:
+    """Every curl command of the tutorial in order, and what is wrong with
+    the way the sessions are written (a command that is not curl, a held
+    block without its answer, an unknown placeholder)."""
+    lines = text.splitlines()
+    commands: list[Command] = []
+    problems: list[str] = []
+    waiting: Optional[Command] = None  # the held command whose answer block is still to come
+    for start, info, body in fenced_blocks(lines):
+        found = directive_before(lines, start, CURL_DIRECTIVE)
+        directive = found.group(1) if found else None
+        where = f"docs/tutorial.md:{start}"
+        if directive == "answer":
+            if waiting is None:
+                problems.append(f"{where}: an answer block without a held command before it")
+            else:
+                waiting.answer, waiting.answer_line = body, start
+                waiting = None
+            continue
+        if info != "console":
+            if directive == "held":
+                problems.append(f"{where}: a held block must be a console block")
+            continue
+        session: list[Command] = []
+        for offset, line in enumerate(body):
+            number = start + 1 + offset
+            if line.startswith("$ "):
+                command = line[2:].strip()
+                if not command.startswith("curl "):
+                    problems.append(f"docs/tutorial.md:{number}: only curl runs in a console block: {command!r}")
+                session.append(Command(number, command, []))
+            elif not session:
+                problems.append(f"docs/tutorial.md:{number}: output before any command")
+            else:
+                session[-1].expected.append(line)
+        if directive == "held":
+            if waiting is not None:
+                problems.append(f"{where}: a held command before the last one was answered")
+            if len(session) != 1 or session[0].expected:
+                problems.append(f"{where}: a held block holds one command and no output")
+            if session:
+                session[0].held = True
+                waiting = session[0]
+        commands += session
+    if waiting is not None:
+        problems.append(f"docs/tutorial.md:{waiting.line}: a held command whose answer block never comes")
+    for command in commands:
+        for expected in command.expected + (command.answer or []):
+            for name in PLACEHOLDER.findall(expected):
+                if name not in PLACEHOLDERS:
+                    problems.append(f"docs/tutorial.md:{command.line}: unknown placeholder <{name}>")
+    return commands, problems
+
+
+def _line_pattern(expected: str) -> re.Pattern:
+    parts, last = [], 0
+    for match in PLACEHOLDER.finditer(expected):
+        if match.group(1) not in PLACEHOLDERS:
+            continue
+        parts.append(re.escape(expected[last:match.start()]))
+        parts.append(f"({PLACEHOLDERS[match.group(1)]})")
+        last = match.end()
+    parts.append(re.escape(expected[last:]))
+    return re.compile("".join(parts))
+
+
+def _trimmed(lines: list[str]) -> list[str]:
+    lines = [line.rstrip("\r") for line in lines]
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return lines
+
+
+def match_output(expected: list[str], actual: list[str], bound: dict[str, str]) -> Optional[str]:
+    """None when ``actual`` (lines printed) is what ``expected`` shows, else
+    why not. ``bound`` holds the placeholders that must keep their value
+    (``<epoch>``): the first match binds it."""
+    expected, actual = _trimmed(expected), _trimmed(actual)
+    patterns = [None if line == ELLIPSIS else (line, _line_pattern(line)) for line in expected]
+
+    def match(i: int, j: int, found: dict[str, str]) -> Optional[dict[str, str]]:
+        if i == len(patterns):
+            return found if j == len(actual) else None
+        if patterns[i] is None:
+            for k in range(j, len(actual) + 1):
+                result = match(i + 1, k, found)
+                if result is not None:
+                    return result
+            return None
+        if j == len(actual):
+            return None
+        line, pattern = patterns[i]
+        hit = pattern.fullmatch(actual[j])
+        if not hit:
+            return None
+        names = [name for name in PLACEHOLDER.findall(line) if name in PLACEHOLDERS]
+        values = dict(found)
+        for name, value in zip(names, hit.groups()):
+            if name == "epoch":
+                if values.setdefault(name, value) != value:
+                    return None
+        return match(i + 1, j + 1, values)
+
+    result = match(0, 0, dict(bound))
+    if result is None:
+        shown = "\n".join(f"    {line}" for line in actual) or "    (nothing)"
+        return f"printed\n{shown}\nwhich is not what the tutorial shows:\n" + "\n".join(
+            f"    {line}" for line in expected)
+    bound.update(result)
+    return None
+
+
+# --- what to copy ---------------------------------------------------------------------------
+
+COPY_LIST = re.compile(r"^<!--\s*copy-list\s*-->\s*$")
+COPY_ITEM = re.compile(r"^- `([^`#]+)(?:#([^`]+))?`")
+COPY_EXAMPLE = re.compile(r"^<!--\s*copy-example:\s*(\S+)\s*-->\s*$")
+PASTE = re.compile(r"^# paste (\S+?)#(\S+) here$")
+
+
+def copy_list(text: str) -> list[tuple[str, Optional[str]]]:
+    """The tutorial's list of what to copy, after ``<!-- copy-list -->``:
+    (path, None) for a file, (path, name) for a marked passage to paste."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if COPY_LIST.match(line.strip())), None)
+    if start is None:
+        return []
+    items = []
+    for line in lines[start + 1:]:
+        if not line.strip() and items:
+            break
+        match = COPY_ITEM.match(line)
+        if match:
+            items.append((match.group(1), match.group(2)))
+    return items
+
+
+def copy_example(text: str) -> Optional[tuple[str, list[str]]]:
+    """(file name, lines) of the block after ``<!-- copy-example: NAME -->``."""
+    lines = text.splitlines()
+    for start, _, body in fenced_blocks(lines):
+        match = directive_before(lines, start, COPY_EXAMPLE)
+        if match:
+            return match.group(1), body
+    return None
+
+
+def pasted(example: list[str], passages: dict[str, list[str]]) -> str:
+    """The example with each ``# paste PATH#NAME here`` line replaced by that
+    passage (``passages`` by ``PATH#NAME``)."""
+    out = []
+    for line in example:
+        match = PASTE.match(line)
+        out.extend(passages[f"{match.group(1)}#{match.group(2)}"] if match else [line])
+    return "\n".join(out) + "\n"
 
 
 if __name__ == "__main__":

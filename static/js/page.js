@@ -58,6 +58,7 @@ function rememberFallback(stream) {
 
 // --- The reconnection schedule ----------------------------------------------
 
+// tutorial: backoff
 /**
  * How long to wait before the next attempt: "full jitter". After the n-th
  * failure in a row the wait is drawn uniformly from [0, min(cap, base·2^n)),
@@ -85,6 +86,7 @@ class Backoff {
     this.#failures = 0;
   }
 }
+// end tutorial: backoff
 
 /**
  * A Retry-After header in ms from `now`: delay-seconds, or an HTTP date
@@ -97,6 +99,7 @@ function retryAfterMs(value, now) {
   return Number.isFinite(ms) ? Math.min(Math.max(ms, 0), RETRY_AFTER_CAP_MS) : 0;
 }
 
+// tutorial: watchdog
 /**
  * The watchdog's two limits, from the server's --keepalive in seconds. A
  * stream asked for with ?heartbeat=1 sends a heartbeat with its first bytes
@@ -114,6 +117,7 @@ function watchdogTimes(keepalive) {
   const period = keepalive * 1000;
   return { bufferedMs: Math.min(5000, Math.max(2000, period)), silentMs: 2.5 * period };
 }
+// end tutorial: watchdog
 
 /**
  * Does the server answer a plain request within `ms`? HEAD of this page,
@@ -290,6 +294,7 @@ function keepOpen({
       retryLater(backoff.next());
     }
 
+    // tutorial: found-buffered
     // A buffering proxy and a server that does not answer look the same
     // from here; a plain request tells them apart.
     async function notLiveInTime() {
@@ -315,6 +320,7 @@ function keepOpen({
         '(a buffering proxy or a virus scanner), twice in a row.');
       attempt();
     }
+    // end tutorial: found-buffered
 
     function close() {
       stopAttempt();

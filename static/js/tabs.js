@@ -75,6 +75,7 @@
   // calls lead() when this tab becomes the leader and follow() when it is
   // (or becomes again) a follower; resign() leaves the election for good.
 
+  // tutorial: elect-by-lock
   function electByLock(name, tabId, role) {
     const leaving = new AbortController();
     let release = null;
@@ -102,6 +103,7 @@
       if (release) release();
     };
   }
+  // end tutorial: elect-by-lock
 
   // Without Web Locks: a lease in localStorage, `{owner, expires}`, that the
   // leader renews every RENEW_MS. A follower claims it when it is free
@@ -255,6 +257,7 @@
       view.show('event', ev);
     };
 
+    // tutorial: lead
     // Granted the lock or the lease. The old leader's last relays may still
     // be on their way (the election and the channel are separate roads),
     // and this tab must resume after them, not before: they all come before
@@ -285,6 +288,7 @@
         post('bye');
       };
     }
+    // end tutorial: lead
 
     function follow() {
       if (stopLeading) stopLeading();

@@ -73,3 +73,86 @@ def test_excerpts_pairs_each_directive_with_the_block_after_it():
     one, two = excerpts(text)
     assert (one.path, one.name, one.block) == ("a.py", "one", ["x = 1", "", "y = 2"])
     assert (two.path, two.name, two.block) == ("b.js", "two", None)
+
+
+# The curl sessions and the copy list: their conventions, on made-up text, and
+# the tutorial's own written by them. tests/process runs them for real.
+
+def test_the_tutorials_curl_sessions_are_well_formed():
+    commands, problems = tutorial.curl_sessions(TUTORIAL.read_text(encoding="utf-8"))
+    assert not problems, "\n".join(problems)
+    assert commands and any(command.held and command.answer is not None for command in commands)
+
+
+def test_curl_sessions_pair_a_held_command_with_its_answer():
+    text = (
+        "```console\n$ curl -d message=hi http://127.0.0.1:8888/chat/post\n{\"id\": 0}\n```\n"
+        "<!-- curl: held -->\n```console\n$ curl -i http://127.0.0.1:8888/chat/get/1\n```\n"
+        "text\n\n<!-- curl: answer -->\n```text\nHTTP/1.1 200 OK\n...\nagain\n```\n"
+        "```python\n$ not a session\n```\n"
+    )
+    commands, problems = tutorial.curl_sessions(text)
+    assert not problems
+    post, get = commands
+    assert (post.text, post.expected, post.held) == ("curl -d message=hi http://127.0.0.1:8888/chat/post",
+                                                     ['{"id": 0}'], False)
+    assert get.held and get.expected == [] and get.answer == ["HTTP/1.1 200 OK", "...", "again"]
+    assert get.line == 7 and get.answer_line == 12
+
+
+def test_curl_sessions_report_what_cannot_be_run():
+    text = (
+        "```console\n$ rm -rf /\n$ curl http://x/ <price\n<nonsense>\n```\n"
+        "<!-- curl: held -->\n```console\n$ curl http://127.0.0.1:8888/chat/get/9\n```\n"
+    )
+    problems = tutorial.curl_sessions(text)[1]
+    assert any("only curl" in problem for problem in problems)
+    assert any("unknown placeholder <nonsense>" in problem for problem in problems)
+    assert any("never comes" in problem for problem in problems)
+
+
+def test_match_output_reads_placeholders_and_ellipses():
+    expected = ["retry: <ms>", "", "id: <epoch>:1", "data: <price>", "...", "id: <epoch>:9"]
+    bound: dict[str, str] = {}
+    printed = ["retry: 2345", "", "id: Ab_3-x:1", "data: 101.25", "", "more", "id: Ab_3-x:9", ""]
+    assert tutorial.match_output(expected, printed, bound) is None
+    assert bound == {"epoch": "Ab_3-x"}
+    # Another epoch later in the run does not pass; nor a price without its two decimals.
+    assert tutorial.match_output(["id: <epoch>:1"], ["id: Other:1"], bound) is not None
+    assert tutorial.match_output(["data: <price>"], ["data: 101.2"], {}) is not None
+    # Every line must be there, in order: no line left out unless "..." says so.
+    assert tutorial.match_output(["a", "b"], ["a", "x", "b"], {}) is not None
+    assert tutorial.match_output(["a", "...", "b"], ["a", "b"], {}) is None
+    assert tutorial.match_output(["a"], ["a", "b"], {}) is not None
+
+
+def test_the_copy_list_names_existing_files_and_passages():
+    text = TUTORIAL.read_text(encoding="utf-8")
+    items = tutorial.copy_list(text)
+    assert ("handlers/eventsource.py", None) in items, items
+    for path, name in items:
+        assert (ROOT / path).is_file(), path
+        if name is not None:
+            assert name in scan(ROOT / path)[0], f"{path} has no 'tutorial: {name}' passage"
+    name, lines = tutorial.copy_example(text)
+    pastes = [line for line in lines if tutorial.PASTE.match(line)]
+    assert name.endswith(".py") and pastes == [f"# paste {p}#{n} here" for p, n in items if n], pastes
+
+
+def test_pasted_puts_each_passage_where_the_example_says():
+    example = ["import x", "# paste a.py#f here", "f()"]
+    assert tutorial.pasted(example, {"a.py#f": ["def f():", "    pass"]}) == "import x\ndef f():\n    pass\nf()\n"
+
+
+def test_the_stream_authentication_sketch_is_the_tested_apps():
+    """The prepare() shown in "Authenticating a stream" is the one the
+    example app runs (tests/process/test_copy_list.py checks it refuses a
+    stranger and serves a signed-in user), line for line."""
+    text = TUTORIAL.read_text(encoding="utf-8")
+    example = tutorial.copy_example(text)[1]
+    sketches = [body for _, info, body in tutorial.fenced_blocks(text.splitlines())
+                if info == "python" and body != example and any("get_signed_cookie" in line for line in body)]
+    assert sketches, "no authentication sketch in docs/tutorial.md"
+    for sketch in sketches:
+        missing = [line for line in sketch if line.strip() and line not in example]
+        assert not missing, f"not in the example app: {missing}"

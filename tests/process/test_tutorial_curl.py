@@ -1,0 +1,83 @@
+"""Every ``curl`` session of docs/tutorial.md, run in the tutorial's order
+against a live ``python app.py`` with the flags of ``make run``, must print
+what the tutorial shows (the conventions are in tests/tutorial.py: ``...``
+for lines left out, ``<epoch>``, ``<price>`` and the like for values that
+differ, a held request that must stay unanswered until the post after it)."""
+
+from __future__ import annotations
+
+import os
+import select
+import shlex
+import shutil
+import subprocess
+import time
+
+from tests.server import ServerProcess
+from tests.tutorial import HELD_FOR, TUTORIAL, TUTORIAL_ADDRESS, Command, curl_sessions, match_output
+
+CURL = shutil.which("curl") or "/usr/bin/curl"
+BOUND = 10  # seconds: the --max-time given to a command that has none of its own
+COMMANDS, PROBLEMS = curl_sessions(TUTORIAL.read_text(encoding="utf-8"))
+# curl must reach 127.0.0.1 itself, whatever proxy this machine is set up for.
+ENV = {name: value for name, value in os.environ.items() if "proxy" not in name.lower()}
+
+
+def own_bound(command: Command) -> bool:
+    return "--max-time" in shlex.split(command.text) or "-m" in shlex.split(command.text)
+
+
+def argv(command: Command, port: int) -> list[str]:
+    """The command as run: the test server's address, no ~/.curlrc (-q), and
+    a --max-time unless it has its own."""
+    words = [word.replace(TUTORIAL_ADDRESS, f"127.0.0.1:{port}") for word in shlex.split(command.text)]
+    assert words[0] == "curl", command.text
+    return [CURL, "-q", *([] if own_bound(command) else ["--max-time", str(BOUND)]), *words[1:]]
+
+
+def where(command: Command) -> str:
+    return f"docs/tutorial.md:{command.line}: $ {command.text}"
+
+
+def check_exit(command: Command, code: int, stderr: bytes) -> None:
+    # 28 is curl's "operation timed out": what a --max-time of the tutorial's own ends with.
+    allowed = {0, 28} if own_bound(command) else {0}
+    assert code in allowed, f"{where(command)}\nexited {code}: {stderr.decode(errors='replace')}"
+
+
+def test_every_curl_in_the_tutorial_shows_what_the_text_says():
+    assert os.path.exists(CURL), "curl is missing: scripts/system-deps.sh (make test) installs it"
+    assert not PROBLEMS, "\n".join(PROBLEMS)  # (tests/unit/test_tutorial.py says more)
+    bound: dict[str, str] = {}  # the <epoch> of this server, once seen
+    held: list[tuple[Command, subprocess.Popen]] = []
+    with ServerProcess() as server:
+        try:
+            for index, command in enumerate(COMMANDS):
+                if command.held:
+                    process = subprocess.Popen(argv(command, server.port), stdout=subprocess.PIPE,
+                                               stderr=subprocess.PIPE, env=ENV)
+                    held.append((command, process))
+                    ready, _, _ = select.select([process.stdout], [], [], HELD_FOR)
+                    assert not ready and process.poll() is None, (
+                        f"{where(command)}\nanswered within {HELD_FOR} s: the tutorial says it is held")
+                    continue
+                result = subprocess.run(argv(command, server.port), capture_output=True, env=ENV, timeout=BOUND + 5)
+                check_exit(command, result.returncode, result.stderr)
+                problem = match_output(command.expected, result.stdout.decode("utf-8").splitlines(), bound)
+                assert problem is None, f"{where(command)}\n{problem}"
+                following = COMMANDS[index + 1].line if index + 1 < len(COMMANDS) else None
+                for waiting, process in list(held):
+                    if following is None or following > waiting.answer_line:
+                        held.remove((waiting, process))
+                        start = time.monotonic()
+                        stdout, stderr = process.communicate(timeout=BOUND + 5)
+                        check_exit(waiting, process.returncode, stderr)
+                        assert time.monotonic() - start < 3, f"{where(waiting)}\nanswered late"
+                        problem = match_output(waiting.answer, stdout.decode("utf-8").splitlines(), bound)
+                        assert problem is None, f"{where(waiting)} (its answer, docs/tutorial.md:{waiting.answer_line})\n{problem}"
+            assert not held, "a held command was never answered"
+        finally:
+            for _, process in held:
+                process.kill()
+                process.wait(timeout=5)
+        assert "Traceback" not in server.log(), server.log()[-3000:]
