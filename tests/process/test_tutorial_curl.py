@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import time
 
+from tests.client import wait_until
 from tests.server import ServerProcess
 from tests.tutorial import HELD_FOR, TUTORIAL, TUTORIAL_ADDRESS, Command, curl_sessions, match_output
 
@@ -35,6 +36,11 @@ def argv(command: Command, port: int) -> list[str]:
     return [CURL, "-q", *([] if own_bound(command) else ["--max-time", str(BOUND)]), *words[1:]]
 
 
+def waiting_polls(server: ServerProcess) -> int:
+    """Held long polls (/chat/get), as /status counts them: what a held command is."""
+    return server.status()["chat"]["waiting"]
+
+
 def where(command: Command) -> str:
     return f"docs/tutorial.md:{command.line}: $ {command.text}"
 
@@ -45,36 +51,49 @@ def check_exit(command: Command, code: int, stderr: bytes) -> None:
     assert code in allowed, f"{where(command)}\nexited {code}: {stderr.decode(errors='replace')}"
 
 
+def start_held(command: Command, server: ServerProcess) -> subprocess.Popen:
+    """Start a command the tutorial says the server holds, and check that it
+    does: /status counts one more held poll, and curl prints nothing."""
+    before = waiting_polls(server)
+    process = subprocess.Popen(argv(command, server.port), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    assert wait_until(lambda: waiting_polls(server) == before + 1, timeout=5), f"{where(command)}\nnever held"
+    ready, _, _ = select.select([process.stdout], [], [], HELD_FOR)
+    assert not ready and process.poll() is None, (
+        f"{where(command)}\nanswered within {HELD_FOR} s: the tutorial says it is held")
+    return process
+
+
+def check_answer(command: Command, process: subprocess.Popen, bound: dict[str, str]) -> None:
+    """The held command, its answer due now, prints what its answer block shows."""
+    start = time.monotonic()
+    stdout, stderr = process.communicate(timeout=BOUND + 5)
+    check_exit(command, process.returncode, stderr)
+    assert time.monotonic() - start < 3, f"{where(command)}\nanswered late"
+    problem = match_output(command.answer, stdout.decode("utf-8").splitlines(), bound)
+    assert problem is None, f"{where(command)} (its answer, docs/tutorial.md:{command.answer_line})\n{problem}"
+
+
 def test_every_curl_in_the_tutorial_shows_what_the_text_says():
-    assert os.path.exists(CURL), "curl is missing: scripts/system-deps.sh (make test) installs it"
     assert not PROBLEMS, "\n".join(PROBLEMS)  # (tests/unit/test_tutorial.py says more)
+    assert os.path.exists(CURL), "curl is missing: scripts/system-deps.sh (make test) installs it"
     bound: dict[str, str] = {}  # the <epoch> of this server, once seen
     held: list[tuple[Command, subprocess.Popen]] = []
     with ServerProcess() as server:
         try:
             for index, command in enumerate(COMMANDS):
                 if command.held:
-                    process = subprocess.Popen(argv(command, server.port), stdout=subprocess.PIPE,
-                                               stderr=subprocess.PIPE, env=ENV)
-                    held.append((command, process))
-                    ready, _, _ = select.select([process.stdout], [], [], HELD_FOR)
-                    assert not ready and process.poll() is None, (
-                        f"{where(command)}\nanswered within {HELD_FOR} s: the tutorial says it is held")
+                    held.append((command, start_held(command, server)))
                     continue
                 result = subprocess.run(argv(command, server.port), capture_output=True, env=ENV, timeout=BOUND + 5)
                 check_exit(command, result.returncode, result.stderr)
                 problem = match_output(command.expected, result.stdout.decode("utf-8").splitlines(), bound)
                 assert problem is None, f"{where(command)}\n{problem}"
+                # A held command's answer is due once the commands before its answer block have run.
                 following = COMMANDS[index + 1].line if index + 1 < len(COMMANDS) else None
                 for waiting, process in list(held):
                     if following is None or following > waiting.answer_line:
                         held.remove((waiting, process))
-                        start = time.monotonic()
-                        stdout, stderr = process.communicate(timeout=BOUND + 5)
-                        check_exit(waiting, process.returncode, stderr)
-                        assert time.monotonic() - start < 3, f"{where(waiting)}\nanswered late"
-                        problem = match_output(waiting.answer, stdout.decode("utf-8").splitlines(), bound)
-                        assert problem is None, f"{where(waiting)} (its answer, docs/tutorial.md:{waiting.answer_line})\n{problem}"
+                        check_answer(waiting, process, bound)
             assert not held, "a held command was never answered"
         finally:
             for _, process in held:
