@@ -1,5 +1,5 @@
-// EventSource over long polling, for browsers (or networks) without
-// Server-Sent Events. Each request carries `X-Event-Source-Simulate:
+// EventSource over long polling, for networks where a stream cannot work: a
+// proxy or virus scanner that buffers the response. Each request carries `X-Event-Source-Simulate:
 // Long-Polling`; the server answers one batch of events in the ordinary
 // text/event-stream framing and ends the response, and we ask again with the
 // id we now hold. Plain script, no modules: it defines the globals
