@@ -199,6 +199,10 @@ class Visit:
         self.tally.connected += 1
         try:
             reading = asyncio.ensure_future(getattr(self, kind)(reader))
+            # Once this client leaves, what its reader raises (a write after
+            # its own half-close, a read cut short by its own reset) is ours,
+            # not the server's: retrieved here, so it is not reported.
+            reading.add_done_callback(lambda task: task.cancelled() or task.exception())
             # Read until the time is up or a wave takes it; then leave.
             deadline = started + seconds
             while (remaining := deadline - time.monotonic()) > 0:
