@@ -11,8 +11,8 @@ forgets the client without having to write anything first.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from typing import Iterator, Optional
+import logging
+from typing import Optional
 
 import tornado.httputil
 import tornado.web
@@ -50,6 +50,24 @@ class BaseHandler(tornado.web.RequestHandler):
         self.finish(f"{status_code} {reason}: {message}\n")
 
 
+class UncachedHandler(BaseHandler):
+    """An answer that depends on when it was asked (a message, a batch of
+    events): ``Cache-Control: no-cache`` on every answer, errors included,
+    and never an ETag or a 304."""
+
+    def set_default_headers(self) -> None:
+        super().set_default_headers()
+        self.set_header("Cache-Control", "no-cache")
+
+    def compute_etag(self) -> Optional[str]:
+        return None
+
+    def check_etag_header(self) -> bool:
+        # No ETag is ever set, so If-None-Match never matches; saying so
+        # spares a regular expression over the request's headers per answer.
+        return False
+
+
 class HoldingHandler(BaseHandler):
     """A handler that may keep its request open while it waits.
 
@@ -72,20 +90,23 @@ class HoldingHandler(BaseHandler):
         self.end(GONE)
     # end tutorial: peer-gone
 
-    @contextlib.contextmanager
-    def holding(self, kind: str) -> Iterator[None]:
-        """Count this request in ``clients`` as ``kind`` while the block
-        runs; a 503 with ``Retry-After`` when the server, or this client's
-        address, holds its limit already. The address is the peer's, or with
-        ``--xheaders`` the one the proxy in front names."""
+    def holding(self, kind: str) -> "HoldingHandler":
+        """Count this request in ``clients`` as ``kind`` while the ``with``
+        block runs; a 503 with ``Retry-After`` when the server, or this
+        client's address, holds its limit already. The address is the
+        peer's, or with ``--xheaders`` the one the proxy in front names. (The
+        handler is its own context manager: no generator per request.)"""
+        self.kind_held = kind
+        return self
+
+    def __enter__(self) -> None:
         try:
-            self.clients.admit(self, kind, self.request.remote_ip or "")
+            self.clients.admit(self, self.kind_held, self.request.remote_ip or "")
         except Full as full:
             raise tornado.web.HTTPError(503, "%s, try again later", full) from None
-        try:
-            yield
-        finally:
-            self.clients.leave(self, kind)
+
+    def __exit__(self, *exc_info) -> None:
+        self.clients.leave(self, self.kind_held)
 
     def end(self, why: str) -> None:
         """End the hold (the first reason wins)."""
@@ -132,7 +153,12 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     server's work. Errors are logged as Tornado would."""
     status = handler.get_status()
     if status < 400:
-        log = access_log.debug if isinstance(handler, HoldingHandler) else access_log.info
+        if isinstance(handler, HoldingHandler):
+            if not access_log.isEnabledFor(logging.DEBUG):
+                return  # the common case: nothing to format
+            log = access_log.debug
+        else:
+            log = access_log.info
     else:
         log = access_log.warning if status < 500 else access_log.error
     request = handler.request

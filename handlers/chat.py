@@ -18,11 +18,11 @@ import tornado.web
 
 from comet.clients import GONE
 from comet.policies import BoundedEventQueue, Unavailable, parse_number
-from handlers.base import BaseHandler, HoldingHandler
+from handlers.base import HoldingHandler, UncachedHandler
 from handlers.eventsource import EventSourceHandler
 
 
-class ChatHandler(BaseHandler):
+class ChatHandler(UncachedHandler):
     """What /chat/get and /chat/since share: the history, its bounds and
     its epoch."""
 
@@ -30,13 +30,6 @@ class ChatHandler(BaseHandler):
         self.history = history
         super().initialize(**kwargs)
         self.set_header("X-Chat-Epoch", history.epoch)
-
-    def set_default_headers(self) -> None:
-        super().set_default_headers()
-        self.set_header("Cache-Control", "no-cache")
-
-    def compute_etag(self) -> Optional[str]:
-        return None  # an answer depends on when it was asked: never a 304
 
     # tutorial: check-cursor
     def check_cursor(self, number: int, epoch: str) -> None:

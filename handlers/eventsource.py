@@ -27,7 +27,7 @@ from tornado.iostream import StreamClosedError
 
 from comet.clients import GONE
 from handlers import past_tornado
-from handlers.base import HoldingHandler
+from handlers.base import HoldingHandler, UncachedHandler
 
 # tutorial: heartbeat
 KEEP_ALIVE = b": keep-alive\n\n"
@@ -40,7 +40,7 @@ SIMULATION_HEADERS = {"x-event-source-simulate": "long-polling", "x-sse-simulati
 STREAM_CHUNK = 1 << 16  # bytes per write while replaying a long backlog
 
 
-class EventSourceHandler(HoldingHandler):
+class EventSourceHandler(HoldingHandler, UncachedHandler):
     """GET: waits for the policy ``source`` to owe this reader something."""
 
     def initialize(self, source, kind: str, clients) -> None:
@@ -48,14 +48,6 @@ class EventSourceHandler(HoldingHandler):
         super().initialize(clients)
         self.source = source
         self.kind = kind
-
-    def set_default_headers(self) -> None:
-        super().set_default_headers()
-        # Here, so that errors (a 503 at --max-clients, a 405) carry it too.
-        self.set_header("Cache-Control", "no-cache")
-
-    def compute_etag(self) -> Optional[str]:
-        return None  # an event batch is never a cache hit
 
     # tutorial: stream-get
     def last_event_id(self) -> Optional[str]:

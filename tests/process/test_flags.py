@@ -167,3 +167,16 @@ def test_gzip_flag_compresses_pages():
         code, headers, body = server.fetch("/chat", headers={"Accept-Encoding": "gzip"})
     assert code == 200 and headers.get("content-encoding") == "gzip"
     assert b"</html>" in body  # gunzipped by the client, which fails on anything but gzip
+
+
+def test_uvloop_flag_serves_the_same_streams_and_polls_and_stops_cleanly():
+    """``--uvloop`` changes the event loop under Tornado, nothing a client sees."""
+    with ServerProcess("--uvloop", *QUIET, "--tick-interval=0.1") as server:
+        with Client(server.port, "/ticker") as stream:
+            first, second = stream.events(2, timeout=5)
+        assert int(second["id"]) == int(first["id"]) + 1 and PRICE.match(second["data"])
+        with Client(server.port, "/chat/get/0") as held:
+            assert held.silent(0.2)
+            assert server.post(b"on uvloop")[0] == 200
+            assert held.finish().body == b"on uvloop"
+        assert server.stop(signal.SIGTERM) == 0
