@@ -1000,8 +1000,9 @@ def parse_args(argv=None):
     parser.add_argument("--servers", nargs="+", choices=list(SERVERS), default=list(SERVERS))
     parser.add_argument("--app", type=Path, default=ROOT,
                         help="the checkout whose app.py is 'tornado' (to compare two versions of ours)")
-    parser.add_argument("--ours-flags", default="", metavar="FLAGS",
-                        help="more flags for our app.py, e.g. --ours-flags=--uvloop (a candidate change)")
+    parser.add_argument("--ours-flags", default="--uvloop", metavar="FLAGS",
+                        help="flags for our app.py (default --uvloop, as the README advises for a busy "
+                             "server; --ours-flags= runs it on asyncio's own loop)")
     parser.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS),
                         help="redis: our ticker on one process and on two sharing it through Redis "
                              "(docs/bench-redis.md); restart: our server restarted under N browsers "
