@@ -279,11 +279,12 @@ class Visit:
                 if name == "event":
                     after_reset = value == "reset"
                 elif name == "id":
+                    number = int(value.rpartition(":")[2])  # EPOCH:N
                     if after_reset:
                         after_reset = False  # the reset's own id names `first`
-                    elif last is not None and int(value) != last + 1:
+                    elif last is not None and number != last + 1:
                         self.tally.violation(f"chat id {value} after {last}")
-                    last = int(value)
+                    last = number
                     self.tally.events += 1
 
     async def fallback(self, reader) -> None:
@@ -544,7 +545,8 @@ def main() -> int:
     parser.add_argument("--server-log", default=os.path.join(ROOT, "bench", "results", "soak-server.log"),
                         help="the started server's stderr")
     parser.add_argument("--server-flags", nargs="*",
-                        default=["--tick-interval=0.5", "--keepalive=5", "--poll-timeout=10", "--max-clients=20000"])
+                        default=["--tick-interval=0.5", "--keepalive=5", "--poll-timeout=10", "--max-clients=20000",
+                                 "--max-clients-per-address=0"])  # every soak client is 127.0.0.1
     args = parser.parse_args()
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
