@@ -14,9 +14,8 @@ A holder is anything with an ``end(why)`` method; the handlers in
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import Counter
-from typing import Iterator, Optional, Protocol
+from typing import Optional, Protocol
 
 # Why a hold ended.
 WOKEN, TIMEOUT, GONE, CLOSING = "woken", "timeout", "gone", "closing"
@@ -71,15 +70,6 @@ class Clients:
         self.counts[kind] -= 1
         if not self.holders and self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
-
-    @contextlib.contextmanager
-    def holding(self, holder: Holder, kind: str, address: str = "") -> Iterator[None]:
-        """``admit``, and ``leave`` when the ``with`` block ends."""
-        self.admit(holder, kind, address)
-        try:
-            yield
-        finally:
-            self.leave(holder, kind)
 
     # tutorial: release
     async def release_all(self, timeout: float) -> None:
