@@ -23,7 +23,7 @@ from tornado.options import define, options, parse_command_line
 from comet.clients import Clients
 from comet.engine import open_engine
 from handlers.base import log_request
-from handlers.chat import ChatNotFoundHandler, EventsHandler, GetHandler, PostHandler, SinceHandler
+from handlers.chat import ChatNotFoundHandler, EventsHandler, GetHandler, PostHandler, SharedAnswer, SinceHandler
 from handlers.pages import NotFoundHandler, PageHandler, StaticFiles, StatusHandler
 from handlers.ticker import TickerHandler
 
@@ -100,7 +100,7 @@ class CometApp(tornado.web.Application):
                 (r"/stock", PageHandler, dict(template="stock.html")),
                 (r"/status", StatusHandler, dict(history=self.history, prices=self.prices, clients=self.clients)),
                 (r"/chat/post", PostHandler, chat),
-                (r"/chat/get/([0-9]+)", GetHandler, chat | held),
+                (r"/chat/get/([0-9]+)", GetHandler, chat | held | dict(answer=SharedAnswer())),
                 (r"/chat/since/([0-9]+)", SinceHandler, chat),
                 (r"/chat/events", EventsHandler, dict(source=self.history, kind="chat.streams") | held),
                 (r"/ticker", TickerHandler, dict(source=self.prices, kind="ticker.streams") | held),

@@ -7,7 +7,12 @@ Tornado: these fail when Tornado changes under it.
   the same framing, for both versions;
 - the undocumented attributes are there: a request's ``connection.stream``
   is an ``IOStream`` whose ``socket`` is the socket, and the connection has
-  ``close()``.
+  ``close()``;
+- ``whole_response()`` is, but for the date, what ``finish()`` sends, and
+  after ``answer()`` sent it the connection reads the client's next request,
+  also when the socket took only part of it; ``can_answer()`` leaves HTTP/1.0
+  and a client that asked to close to Tornado, which says so in a
+  ``Connection`` header; an answer to a peer gone ends quietly.
 
 A handler of this file's own does the writing, so only Tornado and
 past_tornado are under test here; tests/app/test_http10.py checks the
@@ -16,15 +21,20 @@ event streams themselves.
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
+import logging
 import socket
+import weakref
 
 import pytest
 import tornado.web
 from tornado.iostream import IOStream
 
 from handlers import past_tornado
-from tests.client import AsyncClient
+from tests.app.test_eventsource import largest_send_buffer
+from tests.client import AsyncClient, wait_until_async
 
 
 class TwoPieces(tornado.web.RequestHandler):
@@ -53,7 +63,44 @@ class Attributes(tornado.web.RequestHandler):
             "stream.socket is a socket": isinstance(getattr(stream, "socket", None), socket.socket),
             "connection has close()": callable(getattr(self.request.connection, "close", None)),
             "closed() is False while it runs": past_tornado.closed(self.request) is False,
+            # what answer() reads and sets
+            "connection._disconnect_on_finish": isinstance(self.request.connection._disconnect_on_finish, bool),
+            "connection._write_finished": self.request.connection._write_finished is False,
+            "connection._finish_future": not self.request.connection._finish_future.done(),
+            "connection._clear_callbacks()": callable(self.request.connection._clear_callbacks),
+            "connection._finish_request()": callable(self.request.connection._finish_request),
+            "handler._headers": self._headers["Content-Type"] == "text/html; charset=UTF-8",
+            "handler._finished": self._finished is False,
+            "handler._break_cycles()": callable(self._break_cycles),
         })
+
+
+class Whole(tornado.web.RequestHandler):
+    """GET: a body of ``?size=`` bytes, by past_tornado.answer() where
+    can_answer() allows (or by finish(), with ?via=tornado). The application's
+    ``answered`` list records how; ``?after=S`` answers S seconds late."""
+
+    def compute_etag(self) -> None:
+        return None  # whole_response() is for answers without one
+
+    async def get(self) -> None:
+        self.set_header("Content-Type", "text/plain")
+        body = b"w" * int(self.get_query_argument("size", "5"))
+        await asyncio.sleep(float(self.get_query_argument("after", "0")))
+        self.application.handlers_seen.append(weakref.ref(self))
+        if self.get_query_argument("via", "") != "tornado" and (
+                past_tornado.can_answer(self.request) or self.get_query_argument("anyway", "")):
+            self.application.answered.append("past_tornado")
+            past_tornado.answer(self, past_tornado.whole_response(self, body))
+        else:
+            self.application.answered.append("tornado")
+            self.finish(body)
+
+    def on_finish(self) -> None:
+        self.application.answered.append("on_finish")
+
+    def on_connection_close(self) -> None:
+        self.application.answered.append("on_connection_close")
 
 
 class HangUp(tornado.web.RequestHandler):
@@ -68,7 +115,10 @@ class HangUp(tornado.web.RequestHandler):
 
 @pytest.fixture
 def app():
-    return tornado.web.Application([(r"/two-pieces", TwoPieces), (r"/attributes", Attributes), (r"/hang-up", HangUp)])
+    app = tornado.web.Application([(r"/two-pieces", TwoPieces), (r"/attributes", Attributes), (r"/hang-up", HangUp),
+                                   (r"/whole", Whole)])
+    app.answered, app.handlers_seen = [], []
+    return app
 
 
 async def answer(port: int, path: str, version: str):
@@ -111,3 +161,116 @@ async def test_close_hangs_up_at_once(http_server, http_port):
         assert client.response.body == b"before\n" and not client.response.complete
     finally:
         await client.close()
+
+
+def head_lines(response) -> list[bytes]:
+    """The status line and header lines as sent, the Date's value blanked."""
+    head = response.received.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    return [b"Date: -" if line.startswith(b"Date: ") else line for line in head]
+
+
+@pytest.mark.gen_test
+async def test_whole_response_is_what_finish_sends_but_for_the_date(http_server, http_port, app):
+    sent = {}
+    for via in ("past_tornado", "tornado"):
+        client = await AsyncClient.open(http_port, f"/whole?via={via}")
+        try:
+            response = await client.finish()
+            await client.silent(0.1)  # nothing after it: no second response
+            sent[via] = response
+        finally:
+            await client.close()
+    assert app.answered == ["past_tornado", "on_finish", "tornado", "on_finish"]
+    mine, tornados = sent["past_tornado"], sent["tornado"]
+    assert head_lines(mine) == head_lines(tornados)
+    assert head_lines(mine)[0] == b"HTTP/1.1 200 OK" and mine.headers["Content-Length"] == "5"
+    assert mine.received.endswith(b"\r\n\r\nwwwww") and mine.body == tornados.body == b"wwwww"
+    assert mine.headers["Date"].endswith(" GMT")
+
+
+@pytest.mark.gen_test
+async def test_after_answer_the_connection_reads_the_next_request(http_server, http_port, app):
+    client = await AsyncClient.open(http_port, "/whole?size=3")
+    try:
+        for size in (3, 4, 5):
+            if size > 3:
+                await client.request("GET", f"/whole?size={size}")
+            response = await client.finish(timeout=2)
+            assert response.status == 200 and response.body == b"w" * size
+            assert await client.silent(0.05), "one answer, then nothing until the next request"
+        assert app.answered == ["past_tornado", "on_finish"] * 3
+    finally:
+        await client.close()
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_an_answer_the_socket_cannot_take_at_once_is_finished_by_tornados_stream(http_server, http_port, app):
+    size = 2 * largest_send_buffer()
+    client = await AsyncClient.open(http_port, f"/whole?size={size}", stalled=True)
+    try:
+        assert await wait_until_async(lambda: "on_finish" in app.answered)
+        await client.resume()
+        response = await client.finish(timeout=10)
+        assert response.body == b"w" * size and response.received.endswith(b"w" * 100)
+        assert app.answered == ["past_tornado", "on_finish"]
+        await client.request("GET", "/whole?size=2")  # the connection is still kept
+        assert (await client.finish(timeout=2)).body == b"ww"
+    finally:
+        await client.close()
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_finished_handler_is_not_told_of_the_close_while_its_answer_is_sent(http_server, http_port, app):
+    client = await AsyncClient.open(http_port, f"/whole?size={2 * largest_send_buffer()}", stalled=True)
+    assert await wait_until_async(lambda: "on_finish" in app.answered)
+    client.abort()  # with most of the answer unsent
+    await asyncio.sleep(0.2)
+    assert app.answered == ["past_tornado", "on_finish"]
+
+
+@pytest.mark.parametrize("version, headers, connection", [
+    ("HTTP/1.0", {}, None),
+    ("HTTP/1.0", {"Connection": "keep-alive"}, "Keep-Alive"),
+    ("HTTP/1.1", {"Connection": "close"}, "close"),
+])
+@pytest.mark.gen_test
+async def test_can_answer_leaves_http10_and_connection_close_to_tornado(http_server, http_port, app,
+                                                                       version, headers, connection):
+    client = await AsyncClient.open(http_port, "/whole", version=version, headers=headers)
+    try:
+        response = await client.finish(timeout=2)
+        assert app.answered == ["tornado", "on_finish"]
+        assert response.body == b"wwwww" and response.headers["Content-Length"] == "5"
+        assert response.headers.get("Connection") == connection
+        assert await client.closed_by_server(timeout=0.3) == (connection != "Keep-Alive")
+    finally:
+        await client.close()
+
+
+@pytest.mark.gen_test
+async def test_an_answer_to_a_peer_gone_ends_quietly(http_server, http_port, app, caplog):
+    client = await AsyncClient.open(http_port, "/whole?after=0.3&anyway=1")
+    await asyncio.sleep(0.05)
+    client.abort()  # a RST while the handler waits
+    with caplog.at_level(logging.WARNING):
+        assert await wait_until_async(lambda: "on_finish" in app.answered, timeout=3)
+        await asyncio.sleep(0.05)
+    assert app.answered == ["on_connection_close", "past_tornado", "on_finish"]
+    assert not [record for record in caplog.records if record.levelno >= logging.WARNING], caplog.text
+
+
+@pytest.mark.parametrize("via", ["past_tornado", "tornado"])
+@pytest.mark.gen_test
+async def test_an_answered_handler_is_freed_without_the_garbage_collector(http_server, http_port, app, via):
+    """Tornado's finish() breaks the handler's reference cycles so that it is
+    freed at once, not at the next collection; answer() does too."""
+    gc.disable()
+    try:
+        client = await AsyncClient.open(http_port, f"/whole?via={via}")
+        await client.finish(timeout=2)
+        await client.request("GET", f"/whole?via={via}")  # the first request is over on the server's side
+        await client.finish(timeout=2)
+        await client.close()
+        assert app.handlers_seen[0]() is None, gc.get_referrers(app.handlers_seen[0]())
+    finally:
+        gc.enable()
