@@ -61,10 +61,16 @@ SERVERS = {
     # The peers' polls time out as ours do (204), after as long.
     "aiohttp-sse": ["bench/peers/aiohttp_app.py", "--port", "0", "--tick-interval", "{tick}", "--poll-timeout", "120"],
     "floor": ["bench/peers/floor.py", "--port", "0", "--tick-interval", "{tick}", "--poll-timeout", "120"],
+    # Plain Tornado as its docs write it, on uvloop as ours runs: how much of
+    # our gap to aiohttp is Tornado's own request machinery (issue 15).
+    "tornado-bare": ["bench/peers/tornado_bare.py", "--port", "0", "--tick-interval", "{tick}",
+                     "--poll-timeout", "120", "--uvloop"],
 }
 # Passed to ours only when its --help lists them (older checkouts lack them).
 OURS_IF_PRESENT = ["--max-clients-per-address=0"]
-OURS, FLOOR = "tornado", "floor"
+OURS, FLOOR, BARE = "tornado", "floor", "tornado-bare"
+# The other frameworks, whose figures the goals hold ours to; tornado-bare is
+# a baseline beside them in the tables, never a goal.
 PEERS = ("sse-starlette", "aiohttp-sse")
 SCENARIOS = ("ticker", "chat", "redis", "restart")
 # The restart scenario: our server restarted under N EventSource clients, once
@@ -611,14 +617,14 @@ def markdown(report: dict) -> str:
 
 
 def ratio_tables(found: dict, ns, servers) -> list[str]:
-    """Per N: each figure of ours beside aiohttp's and the floor's, and ours
-    divided by each other server's (below 1 is better)."""
+    """Per N: each figure of ours beside plain Tornado's, aiohttp's and the
+    floor's, and ours divided by each other server's (below 1 is better)."""
     others = [s for s in servers if s != OURS]
-    shown = [s for s in (AIOHTTP, FLOOR) if s in servers]
+    shown = [s for s in (BARE, AIOHTTP, FLOOR) if s in servers]
     out = ["## Ours against the others: the figures and the ratios", "",
-           "Each figure of ours next to aiohttp's and the floor's, then ours ÷ each other server "
-           "(below 1 is better). The chat figures come from the chat scenario, the connect time and RSS "
-           "per stream from the ticker's.", ""]
+           "Each figure of ours next to plain Tornado's (tornado-bare), aiohttp's and the floor's, then "
+           "ours ÷ each other server (below 1 is better). The chat figures come from the chat scenario, "
+           "the connect time and RSS per stream from the ticker's.", ""]
     for n in ns:
         out += [f"### N = {n:,}", "",
                 "| figure | tornado | " + " | ".join(shown) + " | " + " | ".join(f"÷ {s}" for s in others) + " |",
@@ -968,7 +974,7 @@ def plot(report: dict, path: Path) -> None:
         ("chat", "POST → last of N answers (ms)", lambda r: r["post_to_last_median_ms"]),
     ]
     figure, axes = plt.subplots(2, 2, figsize=(11, 8), constrained_layout=True)
-    styles = {"tornado": "o-", "sse-starlette": "s--", "aiohttp-sse": "^--", "floor": "x:"}
+    styles = {"tornado": "o-", "tornado-bare": "D-.", "sse-starlette": "s--", "aiohttp-sse": "^--", "floor": "x:"}
     for axis, (scenario, title, metric) in zip(axes.flat, panels):
         for server in settings["servers"]:
             points = [(n, metric(found[(scenario, n, server)])) for n in ns if (scenario, n, server) in found]
