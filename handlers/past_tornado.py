@@ -19,8 +19,8 @@ need them:
   for all its waiters (``whole_response()``), in one system call. Tornado's
   ``finish()`` formats the same headers again for each of ten thousand
   waiters, and its connection makes two futures and sets ``TCP_NODELAY`` on
-  and off again per answer: together about a third of the CPU a woken poll
-  costs (docs/bench-history.md, issue 15). It takes a handler's headers
+  and off again per answer: together about two thirds of what a woken poll
+  cost (docs/bench-history.md, issue 15). It takes a handler's headers
   (``_headers``), tells the handler it is finished (``_finished``,
   ``_break_cycles()``) and the connection likewise (``_write_finished``,
   ``_finish_request()`` or, when all is sent, its ``_clear_callbacks()`` and
