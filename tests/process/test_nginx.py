@@ -239,6 +239,34 @@ def test_a_held_poll_gets_the_message_posted_meanwhile(app, proxy):
     assert elapsed(poll) < POLL_TIMEOUT
 
 
+def test_polls_woken_together_are_answered_and_asked_again_through_the_proxy(app, proxy):
+    """A page's poll loop behind nginx, twenty at once: each post answers all
+    of them (one answer formatted for all and sent past Tornado's finish(),
+    handlers/past_tornado.py) over nginx's kept-alive connections to the app
+    (``keepalive 16``), and each asks again on its own kept connection."""
+    count = app.status()["chat"]["messages"]
+    logged_before = len(proxy.log())
+    clients = [Client(proxy.port) for _ in range(20)]
+    try:
+        for round_number in range(3):
+            for client in clients:
+                client.request("GET", f"/chat/get/{count + round_number}")
+            assert wait_until(lambda: app.status()["chat"]["waiting"] >= len(clients)), "the polls never got held"
+            message = f"round {round_number} ✓"
+            posted = fetch(proxy.port, "/chat/post", "POST", urlencode({"message": message}).encode(),
+                           {"Content-Type": "application/x-www-form-urlencoded"})
+            assert posted[0] == 200 and json.loads(posted[2]) == {"id": count + round_number}
+            for client in clients:
+                response = client.finish(timeout=3)
+                assert (response.status, response.body.decode("utf-8")) == (200, message), response
+                assert response.headers["Content-Type"] == "text/plain; charset=UTF-8"
+                assert response.headers["Cache-Control"] == "no-cache"
+    finally:
+        for client in clients:
+            client.close()
+    assert not proxy.log()[logged_before:].strip(), proxy.log()[logged_before:]
+
+
 def test_the_ticker_fallback_gets_its_batch(app, proxy):
     with request(proxy.port, "/ticker", FALLBACK) as poll:
         response = poll.finish(timeout=2)
