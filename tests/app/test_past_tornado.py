@@ -78,7 +78,8 @@ class Attributes(tornado.web.RequestHandler):
 class Whole(tornado.web.RequestHandler):
     """GET: a body of ``?size=`` bytes, by past_tornado.answer() where
     can_answer() allows (or by finish(), with ?via=tornado). The application's
-    ``answered`` list records how; ``?after=S`` answers S seconds late."""
+    ``answered`` list records how; ``?after=S`` answers S seconds late, and
+    ``?anyway=1`` by answer() even where can_answer() says no (a peer gone)."""
 
     def compute_etag(self) -> None:
         return None  # whole_response() is for answers without one
