@@ -92,9 +92,8 @@ def can_answer(request: HTTPServerRequest) -> bool:
     connection Tornado keeps open afterwards. (For HTTP/1.0, or a client
     that asked to close, Tornado adds a ``Connection`` header and closes:
     those few go through ``finish()``.)"""
-    connection = request.connection
     return (request.version == "HTTP/1.1" and request.method == "GET"
-            and not connection._disconnect_on_finish and not closed(request))
+            and not request.connection._disconnect_on_finish)
 
 
 def whole_response(handler: tornado.web.RequestHandler, body: bytes) -> bytes:

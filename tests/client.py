@@ -83,6 +83,34 @@ async def wait_until_async(condition: Callable[[], T], timeout: float = READ_TIM
     return result
 
 
+def largest_send_buffer() -> int:
+    """The most a kernel send buffer grows to here: a piece twice this size
+    cannot be taken in one send()."""
+    try:
+        with open("/proc/sys/net/ipv4/tcp_wmem") as limits:
+            return int(limits.read().split()[2])
+    except (OSError, ValueError, IndexError):
+        return 4 << 20
+
+
+def head_lines(response: "Response") -> list[bytes]:
+    """The status line and header lines as sent, the Date's value blanked."""
+    head = response.received.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    return [b"Date: -" if line.startswith(b"Date: ") else line for line in head]
+
+
+# A line of an event stream as this server writes it: a field, a comment, or
+# the blank line that ends an event. A chunk size ("14") is none of these.
+EVENT_STREAM_LINE = re.compile(r"(|:.*|(event|data|id|retry): ?.*)")
+
+
+def assert_event_stream_lines(body: bytes) -> None:
+    text = body.decode("utf-8")
+    assert text.endswith("\n\n"), text[-200:]
+    for line in text.split("\n"):
+        assert "\r" not in line and EVENT_STREAM_LINE.fullmatch(line), f"not an event-stream line: {line!r}"
+
+
 def header_pairs(headers: Headers) -> list[tuple[str, str]]:
     return list(headers.items()) if isinstance(headers, Mapping) else list(headers)
 

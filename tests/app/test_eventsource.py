@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.client import FALLBACK, AsyncClient, Response, wait_until_async
+from tests.client import FALLBACK, AsyncClient, Response, largest_send_buffer, wait_until_async
 
 EVENT_STREAM_HEADERS = {
     "Content-Type": "text/event-stream; charset=utf-8",
@@ -419,14 +419,6 @@ async def test_chat_reader_too_far_behind_is_disconnected(get, app):
     await stream.resume()
     assert await stream.closed_by_server(timeout=5), "the server must close a reader it dropped"
     await stream.close()
-
-
-def largest_send_buffer() -> int:
-    try:
-        with open("/proc/sys/net/ipv4/tcp_wmem") as limits:
-            return int(limits.read().split()[2])
-    except (OSError, ValueError, IndexError):
-        return 4 << 20
 
 
 async def stall_ticker(app, get) -> tuple[AsyncClient, bytes]:

@@ -12,27 +12,15 @@ finishes later through Tornado's stream.
 from __future__ import annotations
 
 import asyncio
-import re
 from typing import Awaitable, Callable, Iterator
 
 import pytest
 
 from handlers import past_tornado
-from tests.app.test_eventsource import largest_send_buffer
-from tests.client import FALLBACK, AsyncClient, Response, wait_until_async
+from tests.client import FALLBACK, AsyncClient, Response, assert_event_stream_lines, largest_send_buffer, wait_until_async
 
-# A line of an event stream as this server writes it: a field, a comment, or
-# the blank line that ends an event. A chunk size ("14") is none of these.
-EVENT_STREAM_LINE = re.compile(r"(|:.*|(event|data|id|retry): ?.*)")
 RETRY = b"retry: 2000\n\n"
 PATHS = ["/ticker", "/chat/events"]
-
-
-def assert_event_stream_lines(body: bytes) -> None:
-    text = body.decode("utf-8")
-    assert text.endswith("\n\n"), text[-200:]
-    for line in text.split("\n"):
-        assert "\r" not in line and EVENT_STREAM_LINE.fullmatch(line), f"not an event-stream line: {line!r}"
 
 
 def assert_unframed(response: Response) -> None:

@@ -33,8 +33,7 @@ import tornado.web
 from tornado.iostream import IOStream
 
 from handlers import past_tornado
-from tests.app.test_eventsource import largest_send_buffer
-from tests.client import AsyncClient, wait_until_async
+from tests.client import AsyncClient, head_lines, largest_send_buffer, wait_until_async
 
 
 class TwoPieces(tornado.web.RequestHandler):
@@ -162,12 +161,6 @@ async def test_close_hangs_up_at_once(http_server, http_port):
         assert client.response.body == b"before\n" and not client.response.complete
     finally:
         await client.close()
-
-
-def head_lines(response) -> list[bytes]:
-    """The status line and header lines as sent, the Date's value blanked."""
-    head = response.received.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
-    return [b"Date: -" if line.startswith(b"Date: ") else line for line in head]
 
 
 @pytest.mark.gen_test

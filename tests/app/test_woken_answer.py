@@ -14,8 +14,7 @@ import time
 
 import pytest
 
-from tests.app.test_past_tornado import head_lines
-from tests.client import AsyncClient, wait_until_async
+from tests.client import AsyncClient, head_lines, wait_until_async
 
 
 async def held(app, http_port, path: str, waiting: int = 1, **kwargs) -> AsyncClient:

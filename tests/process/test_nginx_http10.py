@@ -18,8 +18,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.app.test_http10 import assert_event_stream_lines
-from tests.client import FALLBACK, Client, Crowd
+from tests.client import FALLBACK, Client, Crowd, assert_event_stream_lines
 from tests.nginx import NGINX, Nginx
 from tests.server import ServerProcess
 
