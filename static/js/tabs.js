@@ -1,5 +1,5 @@
 // Tab sharing: the site's tabs in one browser that show the same stream over
-// the same transport share one connection (PROTOCOL.md §4, "Tabs share").
+// the same transport share one connection (docs/protocol.md, "Tabs share").
 //
 // Why: over HTTP/1.1 a browser opens at most six connections to one origin,
 // and every open stream or held poll keeps one of them busy for as long as
@@ -34,7 +34,11 @@
   // is kept for a handler the page sets later.
   const EMITS = ['event', 'notice', 'status', 'transport'];
   const STATE = ['status', 'transport', 'role'];
-  const BYE_MS = 250; // the longest a new leader waits for the old one's last relays
+  // The longest a new leader waits for the old one's 'bye' before it opens
+  // the connection. Nothing is shown twice without it (see showOnce); it only
+  // spares the server replaying, and the tabs skipping, the old leader's
+  // last relays that were still on their way.
+  const BYE_MS = 250;
 
   // --- What this tab shows ----------------------------------------------
 
@@ -67,6 +71,48 @@
       ended = true;
     }
     return { handle, show, end, latest };
+  }
+
+  // --- Every event once, by id ----------------------------------------
+  //
+  // A tab can be handed the same event twice: a follower shows the old
+  // leader's last relays, which may arrive late, and the new leader resumes
+  // from the last id IT saw, which may be earlier. Ids are ordered within a
+  // stream, `E:N` (the chat: N grows within the history E, its epoch) or a
+  // bare `K` (the ticker), so each tab keeps the newest id it has shown and
+  // skips an event at or before it in the same era. Two things start an era
+  // afresh: another epoch, and a connection whose own ids go back (a state
+  // stream whose server restarted and counts from 1 again): the tab that
+  // holds that connection marks such an event `restarted` for every tab.
+
+  /** `E:N` as {era: 'E', n: N}, `K` as {era: '', n: K}; null for an id without a number. */
+  function idOrder(id) {
+    const colon = id.lastIndexOf(':');
+    const number = id.slice(colon + 1);
+    if (!/^[0-9]+$/.test(number)) return null;
+    return { era: colon < 0 ? '' : id.slice(0, colon), n: Number(number) };
+  }
+
+  /** Is `id` at or before `than` in the same era? */
+  function notAfter(id, than) {
+    const a = idOrder(id);
+    const b = idOrder(than);
+    return a !== null && b !== null && a.era === b.era && a.n <= b.n;
+  }
+
+  /**
+   * showOnce(show) -> offer(event, restarted): shows `event` unless this tab
+   * has shown it (or a later one of its era) already.
+   */
+  function showOnce(show) {
+    let newest = ''; // the id of the newest event shown
+    return (event, restarted = false) => {
+      const id = typeof event.lastEventId === 'string' ? event.lastEventId : '';
+      if (!restarted && notAfter(id, newest)) return false;
+      if (id !== '') newest = id;
+      show(event);
+      return true;
+    };
   }
 
   // --- Electing the leader ----------------------------------------------
@@ -251,18 +297,18 @@
     let stopLeading = null;
     let resign = null;
 
-    const post = (kind, value) => channel.postMessage({ from: tabId, kind, value });
-    const showEvent = (ev) => {
+    const post = (kind, value, restarted = false) => channel.postMessage({ from: tabId, kind, value, restarted });
+    const showEvent = showOnce((ev) => {
       if (typeof ev.lastEventId === 'string') lastEventId = ev.lastEventId;
       view.show('event', ev);
-    };
+    });
 
     // tutorial: lead
     // Granted the lock or the lease. The old leader's last relays may still
-    // be on their way (the election and the channel are separate roads),
-    // and this tab must resume after them, not before: they all come before
-    // its 'bye', so wait for that, but not longer than BYE_MS (a tab that
-    // crashed says nothing).
+    // be on their way (the election and the channel are separate roads).
+    // Resuming before them costs only a replay that every tab skips (see
+    // showOnce); they all come before its 'bye', so wait for that, but not
+    // longer than BYE_MS (a tab that crashed says nothing).
     function lead() {
       if (leaderId === null || leaderId === tabId) startLeading();
       else takingOver = setTimeout(startLeading, BYE_MS);
@@ -276,11 +322,19 @@
       view.show('role', 'leader');
       // This term's emits: silent once it ends, whatever the factory still says.
       let term = true;
+      let previous = lastEventId; // the connection's own last id: going back is a restart
       const closeConnection = open(lastEventId, emitter((kind, value) => {
         if (!term) return;
-        if (kind === 'event') showEvent(value);
-        else view.show(kind, value);
-        post(kind, value);
+        if (kind !== 'event') {
+          view.show(kind, value);
+          post(kind, value);
+          return;
+        }
+        const id = typeof value.lastEventId === 'string' ? value.lastEventId : '';
+        const restarted = notAfter(id, previous);
+        if (id !== '') previous = id;
+        showEvent(value, restarted);
+        post(kind, value, restarted);
       }));
       stopLeading = () => {
         term = false;
@@ -315,7 +369,7 @@
         else view.show('status', 'connecting');
       } else if (EMITS.includes(data.kind)) {
         leaderId = data.from;
-        if (data.kind === 'event') showEvent(data.value);
+        if (data.kind === 'event') showEvent(data.value, data.restarted);
         else view.show(data.kind, data.value);
       }
     };

@@ -189,12 +189,14 @@ window.__shown = [];
 const params = new URLSearchParams(location.search);
 const show = (id) => (value) => { document.getElementById(id).textContent = value; };
 
-// ?slow: every BroadcastChannel message reaches this tab 100 ms late (in
-// order), so the election's news can overtake the channel's.
+// ?slow=MS: every BroadcastChannel message reaches this tab MS late (in
+// order; 100 without a number), so the election's news can overtake the
+// channel's.
 if (params.has('slow')) {
+  const late = Number(params.get('slow')) || 100;
   window.BroadcastChannel = class extends BroadcastChannel {
     set onmessage(handler) {
-      super.onmessage = (event) => setTimeout(() => handler(event), 100);
+      super.onmessage = (event) => setTimeout(() => handler(event), late);
     }
   };
 }
