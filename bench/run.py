@@ -62,7 +62,7 @@ SERVERS = {
     "aiohttp-sse": ["bench/peers/aiohttp_app.py", "--port", "0", "--tick-interval", "{tick}", "--poll-timeout", "120"],
     "floor": ["bench/peers/floor.py", "--port", "0", "--tick-interval", "{tick}", "--poll-timeout", "120"],
     # Plain Tornado as its docs write it, on uvloop as ours runs: how much of
-    # our gap to aiohttp is Tornado's own request machinery (issue 15).
+    # our gap to aiohttp is Tornado's own request machinery.
     "tornado-bare": ["bench/peers/tornado_bare.py", "--port", "0", "--tick-interval", "{tick}",
                      "--poll-timeout", "120", "--uvloop"],
 }
