@@ -56,7 +56,9 @@ class PlainWriter:
 
     def close(self, handler: tornado.web.RequestHandler) -> None:
         """Hang up now, whatever is still unsent."""
-        handler.request.connection.stream.close()
+        stream = handler.request.connection.stream
+        if stream is not None:
+            stream.close()
 # end tutorial: plain-writer
 
 
