@@ -51,7 +51,9 @@ def woken_poll(server: ServerProcess, text: str):
     return woken, again
 
 
-def test_a_missing_private_name_is_one_line_and_the_server_serves_as_plain(tornado_that_renamed_break_cycles):
+def test_a_missing_private_name_is_one_line_and_the_server_serves_as_plain(tornado_that_renamed_break_cycles,
+                                                                           monkeypatch):
+    monkeypatch.delenv("COMET_TEST_WRITER", raising=False)  # a default start
     with ServerProcess(*QUIET, "--logging=none") as server:
         assert server.line == f"http://127.0.0.1:{server.port}/\n".encode(), "the URL stays the first stdout line"
         with server.no_errors():
