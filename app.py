@@ -8,11 +8,13 @@ down cleanly on SIGINT or SIGTERM. Run ``python app.py --help`` for the flags.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import os
 import resource
 import signal
 import socket
+import sys
 from typing import Optional
 
 import tornado.netutil
@@ -23,9 +25,11 @@ from tornado.options import define, options, parse_command_line
 from comet.clients import Clients
 from comet.engine import open_engine
 from handlers.base import log_request
-from handlers.chat import ChatNotFoundHandler, EventsHandler, GetHandler, PostHandler, SharedAnswer, SinceHandler
+from handlers.chat import ChatNotFoundHandler, EventsHandler, GetHandler, PostHandler, SinceHandler
+from handlers.eventsource import StreamConfig
 from handlers.pages import NotFoundHandler, PageHandler, StaticFiles, StatusHandler
 from handlers.ticker import TickerHandler
+from handlers.writer import PlainWriter, choose_writer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -34,7 +38,10 @@ define("port", default=8888, help="port to listen on; 0 picks a free one", group
 define("address", default="127.0.0.1", help="address to listen on", group="server")
 define("uvloop", default=False, help="run on uvloop, a faster event loop (pip install uvloop)", group="server")
 define("xheaders", default=False, help="behind a proxy: take the client's address from its X-Real-IP / X-Forwarded-For", group="server")
-# What make_app() is built from: options.group_dict("app"), tests override any of them.
+define("writer", default="fast", help="how held responses reach the socket: plain (Tornado's public API, what the "
+       "tutorial teaches) or fast (handlers/fast_writer.py; plain where this Tornado lacks what it needs)",
+       group="server")
+# What make_app() is built from: Config.from_options(); tests replace any of them.
 define("debug", default=False, help="reload on change, tracebacks in error pages", group="app")
 define("poll_timeout", default=25.0, help="seconds a long poll is held before 204 / an empty batch", group="app")
 define("history", default=1000, help="chat messages kept", group="app")
@@ -80,31 +87,65 @@ class PageGZip(tornado.web.OutputTransform):
 # end tutorial: page-gzip
 
 
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The application's own flags (group "app" above), as they were at start."""
+
+    debug: bool
+    poll_timeout: float
+    history: int
+    max_message: int
+    max_body: int
+    retry: int
+    retry_jitter: int
+    keepalive: float
+    tick_interval: float
+    max_clients: int
+    max_clients_per_address: int
+    max_backlog: int
+    gzip: bool
+    redis: str
+
+    @classmethod
+    def from_options(cls, **changes) -> "Config":
+        """The flags as parsed, with ``changes`` (tests use them)."""
+        return dataclasses.replace(cls(**options.group_dict("app")), **changes)
+
+    def stream(self) -> StreamConfig:
+        """What an event source is told."""
+        return StreamConfig(retry=self.retry, retry_jitter=self.retry_jitter, keepalive=self.keepalive,
+                            poll_timeout=self.poll_timeout, max_backlog=self.max_backlog)
+
+
 class CometApp(tornado.web.Application):
     """The application and the state its handlers share: the ``engine``
-    (``history``, the chat; ``prices``, the ticker) and ``clients``, the
-    requests being held. Each handler is handed what it needs."""
+    (``history``, the chat; ``prices``, the ticker), ``clients``, the
+    requests being held, and the ``writer`` their answers go through. The
+    route table shows what each handler is handed."""
 
-    def __init__(self, **settings) -> None:
-        # Not passed on as "gzip": Tornado reads that as compress_response.
-        gzip_pages = settings.pop("gzip")
-        self.engine = open_engine(settings.pop("redis"), settings["history"], settings["tick_interval"])
+    def __init__(self, config: Config, writer: PlainWriter) -> None:
+        self.config = config
+        self.writer = writer
+        self.engine = open_engine(config.redis, config.history, config.tick_interval)
         self.history, self.prices = self.engine.history, self.engine.prices
-        self.clients = Clients(settings["max_clients"], settings["max_clients_per_address"])
-        chat = dict(history=self.history)
-        held = dict(clients=self.clients)
+        self.clients = Clients(config.max_clients, config.max_clients_per_address)
+        history, prices, clients, stream = self.history, self.prices, self.clients, config.stream()
         super().__init__(
             [
                 (r"/", PageHandler, dict(template="index.html")),
                 (r"/chat", PageHandler, dict(template="chat.html")),
                 (r"/stock", PageHandler, dict(template="stock.html")),
-                (r"/status", StatusHandler, dict(history=self.history, prices=self.prices, clients=self.clients)),
-                (r"/chat/post", PostHandler, chat),
-                (r"/chat/get/([0-9]+)", GetHandler, chat | held | dict(answer=SharedAnswer())),
-                (r"/chat/since/([0-9]+)", SinceHandler, chat),
-                (r"/chat/events", EventsHandler, dict(source=self.history, kind="chat.streams") | held),
-                (r"/ticker", TickerHandler, dict(source=self.prices, kind="ticker.streams") | held),
-                (r"/chat/.*", ChatNotFoundHandler, chat),  # /chat/get/abc too: not cached
+                (r"/status", StatusHandler, dict(history=history, prices=prices, clients=clients)),
+                (r"/chat/post", PostHandler,
+                 dict(history=history, max_body=config.max_body, max_message=config.max_message)),
+                (r"/chat/get/([0-9]+)", GetHandler,
+                 dict(history=history, clients=clients, writer=writer, poll_timeout=config.poll_timeout)),
+                (r"/chat/since/([0-9]+)", SinceHandler, dict(history=history)),
+                (r"/chat/events", EventsHandler,
+                 dict(source=history, kind="chat.streams", clients=clients, writer=writer, config=stream)),
+                (r"/ticker", TickerHandler,
+                 dict(source=prices, kind="ticker.streams", clients=clients, writer=writer, config=stream)),
+                (r"/chat/.*", ChatNotFoundHandler, dict(history=history)),  # /chat/get/abc too: not cached
             ],
             default_handler_class=NotFoundHandler,
             # A POST from another site's page is refused with a 403: Go's
@@ -114,16 +155,16 @@ class CometApp(tornado.web.Application):
             static_path=os.path.join(HERE, "static"),
             static_handler_class=StaticFiles,
             log_function=log_request,
-            **settings,
+            debug=config.debug,
         )
-        if gzip_pages:
+        if config.gzip:
             self.add_transform(PageGZip)
 
 
-def make_app(**overrides) -> CometApp:
-    """The application, from the flags; ``overrides`` replace any of their
-    values (tests use it)."""
-    return CometApp(**(options.group_dict("app") | overrides))
+def make_app(config: Optional[Config] = None, writer: Optional[PlainWriter] = None) -> CometApp:
+    """The application, from the flags (or ``config``), writing through
+    ``writer`` (the plain one unless told)."""
+    return CometApp(config or Config.from_options(), writer or PlainWriter())
 
 
 # tutorial: held-sockets
@@ -162,10 +203,14 @@ async def main() -> None:
     # Each held client is a few hundred long-lived objects; a full collection
     # walks all of them, and by default one runs after every 10 collections
     # of the middle generation while they grow. Ten times rarer: young
-    # cycles are still found at once by the first two generations.
+    # cycles are still found at once by the first two generations. (Under
+    # either --writer: it is the held clients' cost, not the writer's.)
     gc.set_threshold(700, 10, 100)
     raise_open_file_limit()
-    app = make_app()
+    writer, fallback = choose_writer(options.writer)
+    if fallback:
+        print(fallback, file=sys.stderr, flush=True)
+    app = make_app(writer=writer)
     # idle_connection_timeout: idle keep-alive connections only; a held request is not idle.
     server = HTTPServer(app, xheaders=options.xheaders, max_body_size=options.max_body, idle_connection_timeout=60)
     # A burst of thousands of reconnecting clients overflows Tornado's default 128.
@@ -197,6 +242,8 @@ async def main() -> None:
 
 if __name__ == "__main__":
     parse_command_line()
+    if options.writer not in ("plain", "fast"):
+        sys.exit(f"--writer={options.writer}: choose plain or fast")
     if options.uvloop:  # a faster event loop; Tornado runs on it unchanged
         import uvloop
 

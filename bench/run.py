@@ -57,18 +57,23 @@ SERVERS = {
     # Ours, with its defaults but two: --max-clients above N, and a poll
     # timeout longer than a run, since the peers' polls never time out.
     "tornado": ["app.py", "--port=0", "--tick-interval={tick}", "--max-clients=20000", "--poll-timeout=120"],
+    # Ours again, with the writer the tutorial teaches and people copy:
+    # Tornado's public API alone (the row above is the default, --writer=fast).
+    "tornado-plain": ["app.py", "--port=0", "--tick-interval={tick}", "--max-clients=20000", "--poll-timeout=120",
+                      "--writer=plain"],
     "sse-starlette": ["bench/peers/sse_starlette_app.py", "--port", "0", "--tick-interval", "{tick}"],
     # The peers' polls time out as ours do (204), after as long.
     "aiohttp-sse": ["bench/peers/aiohttp_app.py", "--port", "0", "--tick-interval", "{tick}", "--poll-timeout", "120"],
     "floor": ["bench/peers/floor.py", "--port", "0", "--tick-interval", "{tick}", "--poll-timeout", "120"],
     # Plain Tornado as its docs write it, on uvloop as ours runs: how much of
-    # our gap to aiohttp is Tornado's own request machinery (issue 15).
+    # our gap to aiohttp is Tornado's own request machinery.
     "tornado-bare": ["bench/peers/tornado_bare.py", "--port", "0", "--tick-interval", "{tick}",
                      "--poll-timeout", "120", "--uvloop"],
 }
 # Passed to ours only when its --help lists them (older checkouts lack them).
 OURS_IF_PRESENT = ["--max-clients-per-address=0"]
-OURS, FLOOR, BARE = "tornado", "floor", "tornado-bare"
+OURS, OURS_PLAIN, FLOOR, BARE = "tornado", "tornado-plain", "floor", "tornado-bare"
+OUR_SERVERS = (OURS, OURS_PLAIN)  # app.py, started from --app with --ours-flags
 # The other frameworks, whose figures the goals hold ours to; tornado-bare is
 # a baseline beside them in the tables, never a goal.
 PEERS = ("sse-starlette", "aiohttp-sse")
@@ -129,13 +134,13 @@ class Runner:
         monotonic clock every process here shares. ``port`` (ours only)
         replaces ``--port=0``."""
         command = [arg.format(tick=self.args.tick_interval) for arg in SERVERS[name]] + list(extra)
-        if name == OURS:
+        if name in OUR_SERVERS:
             command += self.ours_extra() + shlex.split(self.args.ours_flags)
         if port:
             command = [f"--port={port}" if arg == "--port=0" else arg for arg in command]
         process = subprocess.Popen(
             self.maybe_pinned(self.args.server_cpu if cpu is None else cpu, [sys.executable, *command]),
-            cwd=self.args.app if name == OURS else ROOT,
+            cwd=self.args.app if name in OUR_SERVERS else ROOT,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=dict(os.environ, PYTHONUNBUFFERED="1"),
         )
@@ -422,7 +427,7 @@ def run(args) -> dict:
                     except RuntimeError as error:
                         result = {"scenario": scenario, "n": n, "error": str(error)}
                     result["server"] = name
-                    if name == OURS:
+                    if name in OUR_SERVERS:
                         result["ours"] = source_state(args.app)  # the lead may commit mid-run
                     report["results"].append(result)
                     print(f"{name:>14} {scenario:<6} N={n:<6} {summary(result)}  ({time.monotonic() - step:.0f} s)",
@@ -606,6 +611,8 @@ def markdown(report: dict) -> str:
     if OURS in servers:
         out += ratio_tables(found, ns, servers)
         out += goal_lines(found, max(ns))
+    if OURS_PLAIN in servers:
+        out += ratio_tables(found, ns, servers, OURS_PLAIN)
     if report.get("restart_results"):
         out += restart_markdown(report)
     errors = [r for r in report["results"] if "error" in r]
@@ -616,21 +623,30 @@ def markdown(report: dict) -> str:
     return "\n".join(out)
 
 
-def ratio_tables(found: dict, ns, servers) -> list[str]:
-    """Per N: each figure of ours beside plain Tornado's, aiohttp's and the
-    floor's, and ours divided by each other server's (below 1 is better)."""
-    others = [s for s in servers if s != OURS]
-    shown = [s for s in (BARE, AIOHTTP, FLOOR) if s in servers]
-    out = ["## Ours against the others: the figures and the ratios", "",
-           "Each figure of ours next to plain Tornado's (tornado-bare), aiohttp's and the floor's, then "
-           "ours ÷ each other server (below 1 is better). The chat figures come from the chat scenario, "
-           "the connect time and RSS per stream from the ticker's.", ""]
+def ratio_tables(found: dict, ns, servers, ours_name: str = OURS) -> list[str]:
+    """Per N: each figure of ours (``ours_name``: the default writer, or
+    --writer=plain) beside the other writer's, plain Tornado's, aiohttp's and
+    the floor's, and ours divided by each other server's (below 1 is better)."""
+    others = [s for s in servers if s != ours_name]
+    shown = [s for s in (*OUR_SERVERS, BARE, AIOHTTP, FLOOR) if s in servers and s != ours_name]
+    if ours_name == OURS:
+        out = ["## Ours against the others: the figures and the ratios", "",
+               "Each figure of ours (tornado, the default --writer=fast) next to ours with --writer=plain "
+               "(tornado-plain), plain Tornado's (tornado-bare), aiohttp's and the floor's, then "
+               "ours ÷ each other server (below 1 is better). The chat figures come from the chat scenario, "
+               "the connect time and RSS per stream from the ticker's.", ""]
+    else:
+        out = ["## What the reader's copy costs: ours with --writer=plain against the others", "",
+               "The same tables for tornado-plain, ours on Tornado's public API alone (the code the tutorial "
+               "quotes and the copy list names): its figures beside the others', then tornado-plain ÷ each "
+               "other server. Against tornado, what the fast writer buys.", ""]
     for n in ns:
         out += [f"### N = {n:,}", "",
-                "| figure | tornado | " + " | ".join(shown) + " | " + " | ".join(f"÷ {s}" for s in others) + " |",
+                f"| figure | {ours_name} | " + " | ".join(shown) + " | " + " | ".join(f"÷ {s}" for s in others)
+                + " |",
                 "| --- | ---: |" + " ---: |" * (len(shown) + len(others))]
         for scenario, label, metric, unit, digits in RATIO_METRICS:
-            ours = value_of(found, (scenario, n, OURS), metric)
+            ours = value_of(found, (scenario, n, ours_name), metric)
             values = [number(value_of(found, (scenario, n, s), metric), digits) for s in shown]
             cells = [ratio(ours, value_of(found, (scenario, n, s), metric)) for s in others]
             out.append(f"| {label} ({unit}) | {number(ours, digits)} | " + " | ".join(values + cells) + " |")
@@ -974,7 +990,7 @@ def plot(report: dict, path: Path) -> None:
         ("chat", "POST → last of N answers (ms)", lambda r: r["post_to_last_median_ms"]),
     ]
     figure, axes = plt.subplots(2, 2, figsize=(11, 8), constrained_layout=True)
-    styles = {"tornado": "o-", "tornado-bare": "D-.", "sse-starlette": "s--", "aiohttp-sse": "^--", "floor": "x:"}
+    styles = {"tornado": "o-", "tornado-plain": "o--", "tornado-bare": "D-.", "sse-starlette": "s--", "aiohttp-sse": "^--", "floor": "x:"}
     for axis, (scenario, title, metric) in zip(axes.flat, panels):
         for server in settings["servers"]:
             points = [(n, metric(found[(scenario, n, server)])) for n in ns if (scenario, n, server) in found]

@@ -7,5 +7,9 @@
 - ``chat``: ``/chat/post``, ``/chat/get/N``, ``/chat/since/N``, ``/chat/events``;
 - ``ticker``: ``/ticker``;
 - ``pages``: ``/``, ``/chat``, ``/stock``, ``/status``, static files, 404s;
-- ``past_tornado``: the one place that reaches past Tornado's public API.
+- ``writer``: the seam between the held handlers and the socket, chosen once
+  at start (``--writer``): ``PlainWriter``, Tornado's public API alone;
+- ``fast_writer``: ``FastWriter``, the one place that reaches past Tornado's
+  public API, for speed; it checks at start what it relies on, and the
+  plain writer serves when something is missing.
 """

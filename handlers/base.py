@@ -11,15 +11,16 @@ forgets the client without having to write anything first.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from typing import Optional
+from typing import Iterator, Optional
 
 import tornado.httputil
 import tornado.web
 from tornado.log import access_log
 
 from comet.clients import CLOSING, GONE, TIMEOUT, WOKEN, Clients, Full
-from handlers import past_tornado
+from handlers.writer import PlainWriter
 
 
 class BaseHandler(tornado.web.RequestHandler):
@@ -62,22 +63,19 @@ class UncachedHandler(BaseHandler):
     def compute_etag(self) -> Optional[str]:
         return None
 
-    def check_etag_header(self) -> bool:
-        # No ETag is ever set, so If-None-Match never matches; saying so
-        # spares a regular expression over the request's headers per answer.
-        return False
 
-
-class HoldingHandler(BaseHandler):
-    """A handler that may keep its request open while it waits.
+class HoldingHandler(UncachedHandler):
+    """A handler that may keep its request open while it waits, and
+    writes what it owes through ``writer`` (handlers/writer.py).
 
     Each request has one future, ``done``. Nothing else is awaited, and
     nothing is shared between clients: ten thousand held requests are ten
     thousand small futures.
     """
 
-    def initialize(self, clients: Clients) -> None:
+    def initialize(self, clients: Clients, writer: PlainWriter) -> None:
         self.clients = clients
+        self.writer = writer
         self.done: Optional[asyncio.Future] = None
 
     # tutorial: peer-gone
@@ -90,23 +88,20 @@ class HoldingHandler(BaseHandler):
         self.end(GONE)
     # end tutorial: peer-gone
 
-    def holding(self, kind: str) -> "HoldingHandler":
+    @contextlib.contextmanager
+    def holding(self, kind: str) -> Iterator[None]:
         """Count this request in ``clients`` as ``kind`` while the ``with``
         block runs; a 503 with ``Retry-After`` when the server, or this
         client's address, holds its limit already. The address is the
-        peer's, or with ``--xheaders`` the one the proxy in front names. (The
-        handler is its own context manager: no generator per request.)"""
-        self.kind_held = kind
-        return self
-
-    def __enter__(self) -> None:
+        peer's, or with ``--xheaders`` the one the proxy in front names."""
         try:
-            self.clients.admit(self, self.kind_held, self.request.remote_ip or "")
+            self.clients.admit(self, kind, self.request.remote_ip or "")
         except Full as full:
             raise tornado.web.HTTPError(503, "%s, try again later", full) from None
-
-    def __exit__(self, *exc_info) -> None:
-        self.clients.leave(self, self.kind_held)
+        try:
+            yield
+        finally:
+            self.clients.leave(self, kind)
 
     def end(self, why: str) -> None:
         """End the hold (the first reason wins)."""
@@ -127,7 +122,7 @@ class HoldingHandler(BaseHandler):
         """Wait until the policy ``source`` changes, ``timeout`` seconds
         pass, the client goes away or the server shuts down; return which:
         ``WOKEN``, ``TIMEOUT``, ``GONE`` or ``CLOSING``."""
-        if past_tornado.closed(self.request):
+        if self.writer.closed(self):
             # Closed before Tornado was listening for it (a client that sends
             # its request and resets at once): no callback will come.
             self.end(GONE)

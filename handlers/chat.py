@@ -11,55 +11,61 @@ Every handler shares one ``BoundedEventQueue``, the ``history``.
 from __future__ import annotations
 
 import json
-import time
 from typing import Optional
 
 import tornado.httputil
 import tornado.web
 
-from comet.clients import GONE, WOKEN
+from comet.clients import GONE, Clients
 from comet.policies import BoundedEventQueue, Unavailable, parse_number
-from handlers import past_tornado
-from handlers.base import HoldingHandler, UncachedHandler
+from handlers.base import BaseHandler, HoldingHandler, UncachedHandler
 from handlers.eventsource import EventSourceHandler
+from handlers.writer import PlainWriter
+
+
+# tutorial: check-cursor
+def check_cursor(history: BoundedEventQueue, number: int, epoch: str) -> None:
+    """410 when ``epoch`` is not the history's (the cursor belongs to another
+    history), 404 past the end, 410 aged out; ``where_the_history_is()``
+    adds the headers that say where the history is."""
+    if epoch != history.epoch:
+        raise tornado.web.HTTPError(410, "the cursor belongs to epoch %r, not to this history", epoch)
+    if history.first <= number <= history.count:
+        return
+    if number > history.count:
+        raise tornado.web.HTTPError(404, "message %d has not been posted yet", number)
+    raise tornado.web.HTTPError(410, "message %d is no longer kept", number)
+# end tutorial: check-cursor
+
+
+def asked_epoch(handler: BaseHandler, history: BoundedEventQueue) -> str:
+    """The epoch the client's cursor belongs to (``?epoch=``), or the
+    current one when it names none."""
+    epoch = handler.query("epoch")
+    return history.epoch if epoch is None else epoch
+
+
+def where_the_history_is(handler: BaseHandler, history: BoundedEventQueue, status_code: int) -> None:
+    """The headers an error under /chat/ carries: the epoch, and after a 404
+    or a 410 the first and next message, so the client can resynchronise.
+    Set in ``write_error``, not where the error is raised: ``send_error()``
+    clears the headers first."""
+    handler.set_header("X-Chat-Epoch", history.epoch)
+    if status_code in (404, 410):
+        handler.set_header("X-First-Message", str(history.first))
+        handler.set_header("X-Next-Message", str(history.count))
 
 
 class ChatHandler(UncachedHandler):
-    """What /chat/get and /chat/since share: the history, its bounds and
-    its epoch."""
+    """What /chat/post, /chat/since and the 404s under /chat/ share: the
+    history, and its epoch on every answer."""
 
-    def initialize(self, history: BoundedEventQueue, **kwargs) -> None:
+    def initialize(self, history: BoundedEventQueue) -> None:
         self.history = history
-        super().initialize(**kwargs)
         self.set_header("X-Chat-Epoch", history.epoch)
 
-    # tutorial: check-cursor
-    def check_cursor(self, number: int, epoch: str) -> None:
-        """410 when ``epoch`` is not the history's (the cursor belongs to
-        another history), 404 past the end, 410 aged out; ``write_error``
-        says where the history is."""
-        if epoch != self.history.epoch:
-            raise tornado.web.HTTPError(410, "the cursor belongs to epoch %r, not to this history", epoch)
-        if self.history.first <= number <= self.history.count:
-            return
-        if number > self.history.count:
-            raise tornado.web.HTTPError(404, "message %d has not been posted yet", number)
-        raise tornado.web.HTTPError(410, "message %d is no longer kept", number)
-    # end tutorial: check-cursor
-
-    def asked_epoch(self) -> str:
-        """The epoch the client's cursor belongs to (``?epoch=``), or the
-        current one when it names none."""
-        epoch = self.query("epoch")
-        return self.history.epoch if epoch is None else epoch
-
     def write_error(self, status_code: int, **kwargs) -> None:
-        # Here, not where the error is raised: send_error() clears headers
-        # first (and set_default_headers puts Cache-Control back).
-        self.set_header("X-Chat-Epoch", self.history.epoch)
-        if status_code in (404, 410):
-            self.set_header("X-First-Message", str(self.history.first))
-            self.set_header("X-Next-Message", str(self.history.count))
+        where_the_history_is(self, self.history, status_code)
         super().write_error(status_code, **kwargs)
 
 
@@ -73,11 +79,16 @@ class PostHandler(ChatHandler):
 
     FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
+    def initialize(self, history: BoundedEventQueue, max_body: int, max_message: int) -> None:
+        super().initialize(history)
+        self.max_body = max_body
+        self.max_message = max_message
+
     def prepare(self) -> None:
         # A post from another site's page was refused (403) before this, by
         # the application's cross_origin_protection.
         self.body: Optional[bytearray] = None  # None: refused, the rest is not read
-        limit = self.settings["max_body"]
+        limit = self.max_body
         length = self.request.headers.get("Content-Length")
         if length is None:
             # Chunked: the size is known only as it arrives (data_received).
@@ -97,9 +108,9 @@ class PostHandler(ChatHandler):
         if self.body is None:
             return
         self.body += chunk
-        if len(self.body) > self.settings["max_body"]:
+        if len(self.body) > self.max_body:
             self.body = None
-            self.send_error(413, message=f"the body is over {self.settings['max_body']} bytes")
+            self.send_error(413, message=f"the body is over {self.max_body} bytes")
 
     # tutorial: chat-post
     async def post(self) -> None:
@@ -110,8 +121,8 @@ class PostHandler(ChatHandler):
             raise tornado.web.HTTPError(400, "message is not valid UTF-8")
         if not message:
             raise tornado.web.HTTPError(400, "message is missing or empty")
-        if len(message) > self.settings["max_message"]:
-            raise tornado.web.HTTPError(413, "message is over %d characters", self.settings["max_message"])
+        if len(message) > self.max_message:
+            raise tornado.web.HTTPError(413, "message is over %d characters", self.max_message)
         try:
             number = await self.history.post(message)
         except Unavailable as error:
@@ -147,55 +158,42 @@ class ChatNotFoundHandler(ChatHandler):
         raise tornado.web.HTTPError(404, "no such chat resource")
 
 
-class SharedAnswer:
-    """The answer every waiter of one message gets: one post wakes thousands
-    of polls, and within a second (the ``Date`` header's) they all get the
-    same bytes, so those are formatted once."""
-
-    def __init__(self) -> None:
-        self.key: tuple = ()
-        self.response = b""
-
-    def get(self, handler: "GetHandler", number: int) -> bytes:
-        key = (handler.history.epoch, number, int(time.time()))
-        if key != self.key:
-            body = handler.history[number].encode("utf-8")
-            self.key, self.response = key, past_tornado.whole_response(handler, body)
-        return self.response
-
-
-class GetHandler(ChatHandler, HoldingHandler):
+class GetHandler(HoldingHandler):
     """GET /chat/get/N: message N at once if it exists; if N is the next
     message, waits until it is posted, the poll times out (204), or the
     client goes away (forgotten at once)."""
 
-    def initialize(self, answer: SharedAnswer, **kwargs) -> None:
-        self.shared = answer
-        super().initialize(**kwargs)
+    def initialize(self, history: BoundedEventQueue, clients: Clients, writer: PlainWriter,
+                   poll_timeout: float) -> None:
+        super().initialize(clients, writer)
+        self.history = history
+        self.poll_timeout = poll_timeout
+        self.set_header("X-Chat-Epoch", history.epoch)
 
     # tutorial: chat-get
     async def get(self, number_text: str) -> None:
-        number, epoch = parse_number(number_text), self.asked_epoch()
-        self.check_cursor(number, epoch)
-        woke = None
+        number, epoch = parse_number(number_text), asked_epoch(self, self.history)
+        check_cursor(self.history, number, epoch)
         if number == self.history.count:
             with self.holding("chat.waiting"):
-                woke = await self.hold(self.history, timeout=self.settings["poll_timeout"])
+                woke = await self.hold(self.history, timeout=self.poll_timeout)
             if woke is GONE:
                 return
             # A burst may have pushed it out already, or (with Redis) the
             # history may have been replaced meanwhile.
-            self.check_cursor(number, epoch)
+            check_cursor(self.history, number, epoch)
             if number == self.history.count:  # timed out, or the server is closing
                 self.set_status(204)
                 return
         self.set_header("Content-Type", "text/plain; charset=UTF-8")
-        if woke is WOKEN and past_tornado.can_answer(self.request):
-            # One of thousands woken by the same post (issue 15).
-            past_tornado.answer(self, self.shared.get(self, number))
-            return
-        self.write(self.history[number].encode("utf-8"))
+        # One post wakes every waiter of message N with the same answer.
+        message = self.history[number].encode("utf-8")
+        self.writer.finish(self, message, same_as=(self.history.epoch, number))
     # end tutorial: chat-get
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        where_the_history_is(self, self.history, status_code)
+        super().write_error(status_code, **kwargs)
 
 
 class SinceHandler(ChatHandler):
@@ -204,7 +202,7 @@ class SinceHandler(ChatHandler):
     # tutorial: chat-since
     def get(self, number_text: str) -> None:
         number = parse_number(number_text)
-        self.check_cursor(number, self.asked_epoch())
+        check_cursor(self.history, number, asked_epoch(self, self.history))
         self.set_header("Content-Type", "application/json")
         self.write(json.dumps({
             "epoch": self.history.epoch,

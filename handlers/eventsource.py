@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import random
+from dataclasses import dataclass
 from typing import Optional
 
 from tornado.iostream import StreamClosedError
 
-from comet.clients import GONE
-from handlers import past_tornado
-from handlers.base import HoldingHandler, UncachedHandler
+from comet.clients import Clients, GONE
+from handlers.base import HoldingHandler
+from handlers.writer import PlainWriter
 
 # tutorial: heartbeat
 KEEP_ALIVE = b": keep-alive\n\n"
@@ -40,14 +41,26 @@ SIMULATION_HEADERS = {"x-event-source-simulate": "long-polling", "x-sse-simulati
 STREAM_CHUNK = 1 << 16  # bytes per write while replaying a long backlog
 
 
-class EventSourceHandler(HoldingHandler, UncachedHandler):
+@dataclass(frozen=True)
+class StreamConfig:
+    """What an event source is told at start (app.py's flags of the same names)."""
+
+    retry: int  # ms a reader waits before it reconnects...
+    retry_jitter: int  # ...plus up to this many, drawn per response
+    keepalive: float  # seconds of quiet before a keep-alive comment
+    poll_timeout: float  # seconds a fallback poll is held before an empty batch
+    max_backlog: int  # bytes a stuck reader of a queue may fall behind before it is dropped
+
+
+class EventSourceHandler(HoldingHandler):
     """GET: waits for the policy ``source`` to owe this reader something."""
 
-    def initialize(self, source, kind: str, clients) -> None:
+    def initialize(self, source, kind: str, clients: Clients, writer: PlainWriter, config: StreamConfig) -> None:
         """``source`` is a policy; ``kind`` names this reader in /status."""
-        super().initialize(clients)
+        super().initialize(clients, writer)
         self.source = source
         self.kind = kind
+        self.config = config
 
     # tutorial: stream-get
     def last_event_id(self) -> Optional[str]:
@@ -68,7 +81,7 @@ class EventSourceHandler(HoldingHandler, UncachedHandler):
         self.set_header("X-Accel-Buffering", "no")
         # Each response draws its own delay, so that readers dropped together
         # (by a restart) do not all come back in the same instant.
-        retry = self.settings["retry"] + random.randint(0, self.settings["retry_jitter"])
+        retry = self.config.retry + random.randint(0, self.config.retry_jitter)
         head = b"retry: %d\n\n" % retry
         with self.holding(self.kind):
             prefix, cursor = self.source.resume(self.last_event_id())
@@ -86,10 +99,10 @@ class EventSourceHandler(HoldingHandler, UncachedHandler):
         batch, cursor = self.source.owed(cursor)
         batch = prefix + batch
         if not batch:
-            if await self.hold(self.source, timeout=self.settings["poll_timeout"]) is GONE:
+            if await self.hold(self.source, timeout=self.config.poll_timeout) is GONE:
                 return
             batch, cursor = self.source.owed(cursor)
-        self.finish(head + (batch or KEEP_ALIVE))
+        self.writer.finish(self, head + (batch or KEEP_ALIVE))
     # end tutorial: one-batch
 
     # tutorial: stream-loop
@@ -100,13 +113,10 @@ class EventSourceHandler(HoldingHandler, UncachedHandler):
         self.writing = False
         self.loop = asyncio.get_running_loop()
         self.last_write = self.loop.time()
-        self.keepalive = self.loop.call_later(self.settings["keepalive"], self.keep_alive)
+        self.keepalive = self.loop.call_later(self.config.keepalive, self.keep_alive)
         self.source.subscribe(self.push)
         try:
-            # The headers and the first bytes go out through Tornado, which
-            # chunks the body for HTTP/1.1 and sends it as is for HTTP/1.0.
-            self.write(head)
-            self.wait_for(self.flush())
+            self.wait_for(self.writer.start(self, head))
             await self.hold()
         finally:
             self.source.unsubscribe(self.push)
@@ -120,7 +130,7 @@ class EventSourceHandler(HoldingHandler, UncachedHandler):
         if self.done.done():
             return
         if self.writing:
-            if self.source.backlog(self.cursor) > self.settings["max_backlog"]:
+            if self.source.backlog(self.cursor) > self.config.max_backlog:
                 self.drop()
             return
         # A chunk at a time, for as long as the socket takes each one whole.
@@ -131,13 +141,11 @@ class EventSourceHandler(HoldingHandler, UncachedHandler):
             self.send(batch)
 
     def send(self, data: bytes) -> None:
-        """Write ``data`` as the next piece of the response, framed for its
-        HTTP version, straight to the socket: one system call, not Tornado's
-        futures (handlers/past_tornado.py says why, and what it relies on).
-        What the socket does not take is the one write in flight."""
+        """Write ``data`` as the next piece of the response; what the socket
+        does not take at once is the one write in flight."""
         self.last_write = self.loop.time()
         try:
-            rest = past_tornado.send(self.request, data)
+            rest = self.writer.send(self, data)
         except StreamClosedError:  # gone; Tornado would tell us a loop turn later
             self.drop()
             return
@@ -158,14 +166,14 @@ class EventSourceHandler(HoldingHandler, UncachedHandler):
     def drop(self) -> None:
         """Close a reader that fell too far behind (it resumes by its id), or
         whose socket failed."""
-        past_tornado.close(self.request)
+        self.writer.close(self)
         self.end(GONE)  # Tornado calls on_connection_close only when the peer closes
 
     def keep_alive(self) -> None:
         """A comment (or a heartbeat) after ``--keepalive`` seconds without a
         write, so that proxies and the browser see a live connection; then
         arm again."""
-        interval = self.settings["keepalive"]
+        interval = self.config.keepalive
         quiet_for = self.loop.time() - self.last_write
         if quiet_for >= interval and not self.writing and not self.done.done():
             self.send(self.idle_frame)

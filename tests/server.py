@@ -59,6 +59,10 @@ class ServerProcess:
 
     def __init__(self, *flags: str, start_timeout: float = 10.0) -> None:
         port_flags = () if any(f.startswith("--port=") for f in flags) else ("--port=0",)
+        # COMET_TEST_WRITER=plain runs every live server with --writer=plain.
+        writer = os.environ.get("COMET_TEST_WRITER")
+        if writer and not any(f.startswith("--writer=") for f in flags):
+            port_flags += (f"--writer={writer}",)
         self.args = [sys.executable, "app.py", *port_flags, *flags]
         self._log = tempfile.TemporaryFile()
         self._final_log: Optional[str] = None

@@ -16,7 +16,6 @@ from typing import Awaitable, Callable, Iterator
 
 import pytest
 
-from handlers import past_tornado
 from tests.client import FALLBACK, AsyncClient, Response, assert_event_stream_lines, largest_send_buffer, wait_until_async
 
 RETRY = b"retry: 2000\n\n"
@@ -47,12 +46,17 @@ def get(http_server, http_port) -> Iterator[Callable[..., Awaitable[AsyncClient]
         client.abort()
 
 
-def publish(app, path: str, count: int) -> None:
-    for n in range(count):
+def publish(app, path: str, count: int, first: int = 0) -> list[str]:
+    """``count`` events on the stream of ``path``, the ``first``-th on; their data."""
+    published = []
+    for n in range(first, first + count):
         if path == "/ticker":
-            app.prices.update(f"{101 + n / 100:.2f}")
+            published.append(f"{101 + n / 100:.2f}")
+            app.prices.update(published[-1])
         else:
-            app.history.append(f"message {n}\nwith a second line")
+            published.append(f"message {n}\nwith a second line")
+            app.history.append(published[-1])
+    return published
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -61,8 +65,11 @@ async def test_an_http_1_0_stream_is_event_stream_lines_ended_by_the_close(get, 
     stream = await get(path, "HTTP/1.0")
     assert_unframed(await stream.head())
     await stream.until(RETRY)
-    publish(app, path, 3)
-    await stream.wait(lambda response: len(response.events) >= 3)
+    for n in range(3):
+        # One at a time: a price published while the last is still being
+        # written replaces it (a state stream owes only the newest).
+        data = publish(app, path, 1, first=n)[0]
+        await stream.wait(lambda response: response.events and response.events[-1]["data"] == data)
 
     await app.clients.release_all(timeout=1.0)  # as at shutdown: every stream ends
 
@@ -121,14 +128,14 @@ async def test_writes_the_socket_does_not_take_whole_are_finished_in_the_same_fr
     stream (the one write in flight), and every byte then goes out framed as
     the start was, in order."""
     partial = []
-    send = past_tornado.send
+    send = app.writer.send
 
-    def watched(request, data):
-        rest = send(request, data)
+    def watched(handler, data):
+        rest = send(handler, data)
         partial.append(rest is not None)
         return rest
 
-    monkeypatch.setattr(past_tornado, "send", watched)
+    monkeypatch.setattr(app.writer, "send", watched)
     stream = await get("/chat/events", version, stalled=True)
     assert await wait_until_async(lambda: app.clients.counts["chat.streams"] == 1)
     size = 256 * 1024

@@ -144,7 +144,7 @@ async def test_a_post_from_another_site_is_403_and_stores_nothing(post, http_por
 @pytest.mark.gen_test
 async def test_a_cross_site_post_is_refused_before_its_body_is_read(post, app):
     """The 403 wins over the 413 the oversized body would get."""
-    body = b"message=" + b"x" * (app.settings["max_body"] + 1)
+    body = b"message=" + b"x" * (app.config.max_body + 1)
     response = await post(body, FORM | {"Sec-Fetch-Site": "cross-site"})
     plain_refusal(response, 403, "not allowed")
     assert app.history.count == 0

@@ -1,15 +1,17 @@
 """A held /chat/get woken by a post, as a browser holds it: HTTP/1.1 and
-kept alive. Its answer is formatted once for every waiter and sent past
-Tornado (handlers/past_tornado.py, issue 15); these check that a client sees
-nothing of that but a fresher Date: the same bytes as a message answered
-at once, the connection ready for the next poll, every waiter the same
-answer, and HTTP/1.0 or ``Connection: close`` still framed by Tornado.
+kept alive. Under either writer a client sees the same: the same bytes as a
+message answered at once (the fast writer formats them once for every
+waiter and sends them past Tornado, handlers/fast_writer.py), dated when
+sent, the connection ready for the next poll, every waiter the same answer,
+one access-log line per answer, and HTTP/1.0 or ``Connection: close``
+framed by Tornado.
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import logging
 import time
 
 import pytest
@@ -104,3 +106,20 @@ async def test_other_wires_are_answered_by_tornado(http_server, http_port, app, 
         assert await waiter.closed_by_server(timeout=0.3) == (connection != "Keep-Alive")
     finally:
         await waiter.close()
+
+
+@pytest.mark.gen_test
+async def test_each_woken_poll_is_one_line_of_the_access_log(http_server, http_port, app, caplog):
+    """At DEBUG (``--logging=debug``), as every answered poll is."""
+    with caplog.at_level(logging.DEBUG, logger="tornado.access"):
+        waiters = [await held(app, http_port, "/chat/get/0", waiting=count) for count in (1, 2, 3)]
+        try:
+            app.history.append("logged")
+            for waiter in waiters:
+                assert (await waiter.finish(timeout=2)).body == b"logged"
+        finally:
+            for waiter in waiters:
+                await waiter.close()
+    lines = [record.getMessage() for record in caplog.records if record.name == "tornado.access"]
+    assert [line.split(" (")[0] for line in lines] == ["200 GET /chat/get/0"] * 3, lines
+    assert all(record.levelno == logging.DEBUG for record in caplog.records if record.name == "tornado.access")

@@ -73,7 +73,7 @@ def test_only_the_copies_are_imported(tmp_path):
     scratch_app(tmp_path)
     found = subprocess.run(
         [sys.executable, "-E", "-s", "-c",
-         "import comet.policies, comet.clients, handlers.base, handlers.eventsource, handlers.past_tornado, sys;"
+         "import comet.policies, comet.clients, handlers.base, handlers.eventsource, handlers.writer, sys;"
          "print('\\n'.join(m.__file__ for n, m in sys.modules.items() if n.split('.')[0] in ('comet', 'handlers')"
          " and getattr(m, '__file__', None)))"],
         cwd=tmp_path, capture_output=True, text=True, timeout=30,

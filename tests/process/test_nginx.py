@@ -242,7 +242,7 @@ def test_a_held_poll_gets_the_message_posted_meanwhile(app, proxy):
 def test_polls_woken_together_are_answered_and_asked_again_through_the_proxy(app, proxy):
     """A page's poll loop behind nginx, twenty at once: each post answers all
     of them (one answer formatted for all and sent past Tornado's finish(),
-    handlers/past_tornado.py) over nginx's kept-alive connections to the app
+    handlers/fast_writer.py) over nginx's kept-alive connections to the app
     (``keepalive 16``), and each asks again on its own kept connection."""
     count = app.status()["chat"]["messages"]
     logged_before = len(proxy.log())
