@@ -22,11 +22,15 @@ run: $(VENV)/.run-deps  ## serve on http://127.0.0.1:8888/ (flags: make run ARGS
 system-deps:  ## chromium, chromium-driver, nginx and redis-server, from Debian, when missing
 	bash scripts/system-deps.sh
 
+# The browser modules' pure logic (tests/js) runs under Node's own test
+# runner first: a second, no browser needed.
 test: $(VENV)/.test-deps system-deps  ## every test, the browser ones included
+	node --test --test-reporter=spec tests/js/*.test.mjs
 	$(PY) -m pytest $(ARGS)
 
 test-fast: $(VENV)/.test-deps  ## everything but the browser tests
 	NO_BROWSER=1 bash scripts/system-deps.sh
+	node --test --test-reporter=spec tests/js/*.test.mjs
 	$(PY) -m pytest --ignore=tests/e2e $(ARGS)
 
 screenshots: $(VENV)/.test-deps system-deps  ## docs/*.png, from a real browser
