@@ -13,6 +13,7 @@ import os
 import resource
 import signal
 import socket
+import sys
 from typing import Optional
 
 import tornado.netutil
@@ -21,7 +22,7 @@ from tornado.httpserver import HTTPServer
 from tornado.options import define, options, parse_command_line
 
 from comet.clients import Clients
-from comet.engine import open_engine
+from comet.engine import Engine, StoreError, open_engine
 from handlers.base import log_request
 from handlers.chat import ChatNotFoundHandler, EventsHandler, GetHandler, PostHandler, SharedAnswer, SinceHandler
 from handlers.pages import NotFoundHandler, PageHandler, StaticFiles, StatusHandler
@@ -157,6 +158,21 @@ def raise_open_file_limit() -> int:
 # end tutorial: held-sockets
 
 
+async def start_engine(engine: Engine, stop: asyncio.Event) -> bool:
+    """Start ``engine``: False if SIGINT or SIGTERM came first (an engine may
+    wait for Redis for as long as Redis takes to answer)."""
+    starting = asyncio.ensure_future(engine.start())
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if starting.done():
+        starting.result()  # a StoreError, if the store cannot be used
+        return True
+    starting.cancel()
+    await engine.stop()
+    return False
+
+
 async def main() -> None:
     """Serve until SIGINT or SIGTERM (the flags are parsed already)."""
     # Each held client is a few hundred long-lived objects; a full collection
@@ -165,22 +181,29 @@ async def main() -> None:
     # cycles are still found at once by the first two generations.
     gc.set_threshold(700, 10, 100)
     raise_open_file_limit()
-    app = make_app()
-    # idle_connection_timeout: idle keep-alive connections only; a held request is not idle.
-    server = HTTPServer(app, xheaders=options.xheaders, max_body_size=options.max_body, idle_connection_timeout=60)
-    # A burst of thousands of reconnecting clients overflows Tornado's default 128.
-    sockets = tornado.netutil.bind_sockets(options.port, options.address, backlog=1024)
-    hold_long(sockets)
-    server.add_sockets(sockets)
-    port = sockets[0].getsockname()[1]
-    await app.engine.start()  # the price starts moving
 
     # tutorial: shutdown
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    print(f"http://{options.address}:{port}/", flush=True)
+    app = make_app()
+    # The history (and the price) first, the port second: a request served
+    # before the engine has loaded would see an empty history, and a reader
+    # holding a good id would be told to start again.
+    try:
+        if not await start_engine(app.engine, stop):
+            return
+    except StoreError as error:
+        sys.exit(f"app.py: {error}")  # one line, no traceback: the store is the user's to fix
+    # idle_connection_timeout: idle keep-alive connections only; a held request is not idle.
+    server = HTTPServer(app, xheaders=options.xheaders, max_body_size=options.max_body, idle_connection_timeout=60)
+    # A burst of thousands of reconnecting clients overflows Tornado's default 128.
+    sockets = tornado.netutil.bind_sockets(options.port, options.address, backlog=1024)
+    hold_long(sockets)
+    server.add_sockets(sockets)
+    # Ready: scripts and tests that wait for this line wait for readiness.
+    print(f"http://{options.address}:{sockets[0].getsockname()[1]}/", flush=True)
     await stop.wait()
 
     # Stop taking connections, tell every held request to finish its

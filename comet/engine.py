@@ -1,9 +1,10 @@
 """Where the chat's history and the ticker's price live: the engine.
 
-An engine has ``history`` (a ``BoundedEventQueue``), ``prices`` (a
-``StateStream``), ``start()``, which sets the price moving, and ``stop()``.
-The handlers only ever see ``history`` and ``prices``, so the engine behind
-them changes without touching a handler:
+Every engine is an ``Engine``: it has ``history`` (a ``BoundedEventQueue``),
+``prices`` (a ``StateStream``), ``start()``, which loads what its store holds
+and sets the price moving, and ``stop()``. The handlers only ever see
+``history`` and ``prices``, so the engine behind them changes without
+touching a handler:
 
 - ``MemoryEngine``, the default: both live in this process, and a timer
   moves the price;
@@ -13,7 +14,7 @@ them changes without touching a handler:
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Protocol
 
 from tornado.ioloop import PeriodicCallback
 
@@ -21,8 +22,30 @@ from comet.policies import BoundedEventQueue, StateStream
 from comet.walk import RandomWalk
 
 
+class StoreError(Exception):
+    """The store cannot be used: the process must not start. The message is
+    the one line the console shows: the store's path or URL and why."""
+
+
+class Engine(Protocol):
+    """What ``make_app`` hands to the handlers and ``main()`` starts and stops."""
+
+    history: BoundedEventQueue
+    prices: StateStream
+
+    async def start(self) -> None:
+        """Hold what the store holds (the history, its epoch, the price) and
+        set the price moving. The server listens only once this returns, so
+        no request ever sees a history that is not loaded yet. Raises
+        ``StoreError`` when the store cannot be used."""
+
+    async def stop(self) -> None:
+        """Stop moving the price and let go of the store."""
+
+
 class MemoryEngine:
-    """The chat and the ticker of one process."""
+    """The chat and the ticker of one process: nothing to load, and a new
+    history (a new epoch) at each start."""
 
     def __init__(self, capacity: int, tick_interval: float, walk: Optional[RandomWalk] = None) -> None:
         self.walk = walk or RandomWalk()
@@ -46,9 +69,10 @@ class MemoryEngine:
             self._timer.stop()
 
 
-def open_engine(redis: str, history: int, tick_interval: float) -> "MemoryEngine":
+def open_engine(redis: str, history: int, tick_interval: float) -> Engine:
     """The engine the flags ask for: ``redis`` is ``--redis`` (a URL, or ""
-    for none). redis-py is imported only when it is asked for."""
+    for none). Nothing is reached yet: ``start()`` does that. redis-py is
+    imported only when it is asked for."""
     if not redis:
         return MemoryEngine(history, tick_interval)
     from comet.redis_engine import RedisEngine
