@@ -53,6 +53,8 @@ define("max_clients", default=10000, help="open streams plus held polls; past it
 define("max_clients_per_address", default=2500, help="open streams plus held polls from one address; past it, 503 (0: no cap)", group="app")
 define("max_backlog", default=256 * 1024, help="bytes a stuck chat stream may fall behind before it is dropped", group="app")
 define("gzip", default=False, help="compress pages (never event streams or polls)", group="app")
+define("db", default="", help="the SQLite file that keeps the chat's history (default: instance/chat.db beside app.py; "
+       ":memory: keeps it in this process only)", group="app")
 define("redis", default="", help="redis://host:port/db: share the chat and the ticker with other processes", group="app")
 
 
@@ -89,7 +91,7 @@ class CometApp(tornado.web.Application):
     def __init__(self, **settings) -> None:
         # Not passed on as "gzip": Tornado reads that as compress_response.
         gzip_pages = settings.pop("gzip")
-        self.engine = open_engine(settings.pop("redis"), settings["history"], settings["tick_interval"])
+        self.engine = open_engine(settings.pop("redis"), settings.pop("db"), settings["history"], settings["tick_interval"])
         self.history, self.prices = self.engine.history, self.engine.prices
         self.clients = Clients(settings["max_clients"], settings["max_clients_per_address"])
         chat = dict(history=self.history)
@@ -187,11 +189,11 @@ async def main() -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    app = make_app()
     # The history (and the price) first, the port second: a request served
     # before the engine has loaded would see an empty history, and a reader
     # holding a good id would be told to start again.
     try:
+        app = make_app()
         if not await start_engine(app.engine, stop):
             return
     except StoreError as error:

@@ -115,7 +115,7 @@ def post(server: ServerProcess, message: str) -> int:
     return json.loads(body)["id"]
 
 
-def restart_under_readers(flags: tuple[str, ...]) -> None:
+def restart_under_readers(*flags: str) -> None:
     """Six messages, a restart, readers at ids 3 and 6 of the epoch coming
     back at once, then three more messages: each reader gets exactly what
     follows its id."""
@@ -123,18 +123,17 @@ def restart_under_readers(flags: tuple[str, ...]) -> None:
         for number in range(6):
             assert post(before, f"m{number}") == number
         epoch = before.fetch("/chat/since/0")[1]["X-Chat-Epoch"]
-        port = before.port
         assert before.stop(signal.SIGTERM) == 0, before.log()[-2000:]
 
-    cursors = [f"{epoch}:{3 if i % 2 else 6}" for i in range(READERS)]
-    readers = Reconnecting(port, cursors)
-    readers.start()
-    with ServerProcess(*FLAGS, *flags, f"--port={port}", start_timeout=PORT_WAIT) as after:
-        assert readers.wait_connected(timeout=30) == READERS
-        for number, message in enumerate(["m6", "m7", "end"], start=6):
-            assert post(after, message) == number
-        results = readers.result(timeout=60)
-        assert after.stop(signal.SIGTERM) == 0, after.log()[-2000:]
+        cursors = [f"{epoch}:{3 if i % 2 else 6}" for i in range(READERS)]
+        readers = Reconnecting(before.port, cursors)
+        readers.start()
+        with before.again(start_timeout=PORT_WAIT) as after:
+            assert readers.wait_connected(timeout=30) == READERS
+            for number, message in enumerate(["m6", "m7", "end"], start=6):
+                assert post(after, message) == number
+            results = readers.result(timeout=60)
+            assert after.stop(signal.SIGTERM) == 0, after.log()[-2000:]
 
     for cursor, events in zip(cursors, results):
         start = int(cursor.rpartition(":")[2])
@@ -144,7 +143,11 @@ def restart_under_readers(flags: tuple[str, ...]) -> None:
 
 
 def test_readers_of_a_redis_history_are_not_reset_by_a_restart(redis_server):
-    restart_under_readers((f"--redis={redis_server.url}",))
+    restart_under_readers(f"--redis={redis_server.url}")
+
+
+def test_readers_of_a_sqlite_history_are_not_reset_by_a_restart():
+    restart_under_readers()  # ServerProcess's own store, kept for again()
 
 
 def test_a_process_waits_for_redis_with_its_port_closed_and_says_so(redis_server, tmp_path):
