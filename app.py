@@ -23,7 +23,7 @@ from tornado.httpserver import HTTPServer
 from tornado.options import define, options, parse_command_line
 
 from comet.clients import Clients
-from comet.engine import open_engine
+from comet.engine import Engine, StoreError, open_engine
 from handlers.base import log_request
 from handlers.chat import ChatNotFoundHandler, EventsHandler, GetHandler, PostHandler, SinceHandler
 from handlers.eventsource import StreamConfig
@@ -59,6 +59,8 @@ define("max_clients", default=10000, help="open streams plus held polls; past it
 define("max_clients_per_address", default=2500, help="open streams plus held polls from one address; past it, 503 (0: no cap)", group="app")
 define("max_backlog", default=256 * 1024, help="bytes a stuck chat stream may fall behind before it is dropped", group="app")
 define("gzip", default=False, help="compress pages (never event streams or polls)", group="app")
+define("db", default="", help="the SQLite file that keeps the chat's history (default: instance/chat.db beside app.py; "
+       ":memory: keeps it in this process only)", group="app")
 define("redis", default="", help="redis://host:port/db: share the chat and the ticker with other processes", group="app")
 
 
@@ -104,6 +106,7 @@ class Config:
     max_clients_per_address: int
     max_backlog: int
     gzip: bool
+    db: str
     redis: str
 
     @classmethod
@@ -126,7 +129,7 @@ class CometApp(tornado.web.Application):
     def __init__(self, config: Config, writer: PlainWriter) -> None:
         self.config = config
         self.writer = writer
-        self.engine = open_engine(config.redis, config.history, config.tick_interval)
+        self.engine = open_engine(config.redis, config.db, config.history, config.tick_interval)
         self.history, self.prices = self.engine.history, self.engine.prices
         self.clients = Clients(config.max_clients, config.max_clients_per_address)
         history, prices, clients, stream = self.history, self.prices, self.clients, config.stream()
@@ -198,6 +201,21 @@ def raise_open_file_limit() -> int:
 # end tutorial: held-sockets
 
 
+async def start_engine(engine: Engine, stop: asyncio.Event) -> bool:
+    """Start ``engine``: False if SIGINT or SIGTERM came first (an engine may
+    wait for Redis for as long as Redis takes to answer)."""
+    starting = asyncio.ensure_future(engine.start())
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if starting.done():
+        starting.result()  # a StoreError, if the store cannot be used
+        return True
+    starting.cancel()
+    await engine.stop()
+    return False
+
+
 async def main() -> None:
     """Serve until SIGINT or SIGTERM (the flags are parsed already)."""
     # Each held client is a few hundred long-lived objects; a full collection
@@ -210,22 +228,29 @@ async def main() -> None:
     writer, fallback = choose_writer(options.writer)
     if fallback:
         print(fallback, file=sys.stderr, flush=True)
-    app = make_app(writer=writer)
-    # idle_connection_timeout: idle keep-alive connections only; a held request is not idle.
-    server = HTTPServer(app, xheaders=options.xheaders, max_body_size=options.max_body, idle_connection_timeout=60)
-    # A burst of thousands of reconnecting clients overflows Tornado's default 128.
-    sockets = tornado.netutil.bind_sockets(options.port, options.address, backlog=1024)
-    hold_long(sockets)
-    server.add_sockets(sockets)
-    port = sockets[0].getsockname()[1]
-    await app.engine.start()  # the price starts moving
 
     # tutorial: shutdown
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    print(f"http://{options.address}:{port}/", flush=True)
+    # The history (and the price) first, the port second: a request served
+    # before the engine has loaded would see an empty history, and a reader
+    # holding a good id would be told to start again.
+    try:
+        app = make_app(writer=writer)
+        if not await start_engine(app.engine, stop):
+            return
+    except StoreError as error:
+        sys.exit(f"app.py: {error}")  # one line, no traceback: the store is the user's to fix
+    # idle_connection_timeout: idle keep-alive connections only; a held request is not idle.
+    server = HTTPServer(app, xheaders=options.xheaders, max_body_size=options.max_body, idle_connection_timeout=60)
+    # A burst of thousands of reconnecting clients overflows Tornado's default 128.
+    sockets = tornado.netutil.bind_sockets(options.port, options.address, backlog=1024)
+    hold_long(sockets)
+    server.add_sockets(sockets)
+    # Ready: scripts and tests that wait for this line wait for readiness.
+    print(f"http://{options.address}:{sockets[0].getsockname()[1]}/", flush=True)
     await stop.wait()
 
     # Stop taking connections, tell every held request to finish its

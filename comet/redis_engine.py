@@ -45,7 +45,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from comet.policies import BoundedEventQueue, StateStream, Unavailable
+from comet.policies import BoundedEventQueue, StateStream, Unavailable, new_epoch
 from comet.walk import RandomWalk
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ BEAT_SECONDS = 1.0  # the most time between two renewals of the lease
 RETRY_SECONDS = 0.5  # between two attempts to reach Redis again
 PING_SECONDS = 2.0  # a quiet subscription is pinged this often,
 SILENT_SECONDS = 6.0  # and given up for lost after this much silence
-START_SECONDS = 3.0  # how long start() waits for the first catch-up
+START_SECONDS = 3.0  # start() says it is still waiting for Redis after this long
 ANSWER_SECONDS = 2.0  # how long any command waits for Redis's answer
 POST_SECONDS = 1.5  # a post reaching Redis later than this is refused: its poster is about to give up
 
@@ -157,6 +157,7 @@ class RedisHistory(BoundedEventQueue):
 
     def __init__(self, client: redis.Redis, capacity: int, where: str) -> None:
         super().__init__(capacity)
+        self.epoch = None  # unknown until read from Redis: never one made up here
         self.capacity = capacity
         self.where = where
         self.clock_offset = 0.0  # Redis's clock minus ours, in seconds: read_clock()
@@ -220,13 +221,19 @@ class RedisHistory(BoundedEventQueue):
         """Make the mirror hold what Redis holds: append what it missed, jump
         ahead if that has aged out of Redis too, follow a newer history, and
         refill a Redis that lost this one (or name a new one)."""
-        epoch, next_number, first, events = await self._load(keys=KEYS, args=[self.capacity, self.count, self.epoch])
+        args = [self.capacity, self.count, self.epoch or ""]
+        epoch, next_number, first, events = await self._load(keys=KEYS, args=args)
         if not epoch or (epoch == self.epoch and next_number < self.count):
             await self.seed()
             return
         # Another catch-up may have appended meanwhile: look at the count again.
-        if epoch != self.epoch:
-            log.warning("the chat's history in Redis at %s is a new one (epoch %s)", self.where, epoch)
+        if self.epoch is None:
+            log.info("serving the chat's history in Redis at %s: epoch %s, messages %d to %d",
+                     self.where, epoch, first, next_number - 1)
+            self.restart_at(first, events, epoch=epoch)
+        elif epoch != self.epoch:
+            log.warning("the chat's history in Redis at %s is a new one (epoch %s): this one, %s, was lost",
+                        self.where, epoch, self.epoch)
             self.restart_at(first, events, epoch=epoch)
         elif first > self.count:
             self.restart_at(first, events)
@@ -237,10 +244,17 @@ class RedisHistory(BoundedEventQueue):
     async def seed(self) -> None:
         """Refill a Redis that lost the chat (restarted with nothing on disk)
         from this mirror, with its epoch, unless another process already did;
-        then follow whatever Redis holds."""
-        if await self._seed(keys=KEYS, args=[self.epoch, self.count, *self.since(self.first)]) == 1:
+        then follow whatever Redis holds. A process that holds no history yet
+        names a new one, the only place an epoch is made."""
+        epoch = self.epoch or new_epoch()
+        seeded = await self._seed(keys=KEYS, args=[epoch, self.count, *self.since(self.first)])
+        if seeded and self.epoch is None:
+            log.info("Redis at %s holds no chat history: a new one begins (epoch %s)", self.where, epoch)
+            self.epoch = epoch
+            await self.catch_up()  # messages kept without an epoch, if any
+        elif seeded == 1:
             log.warning("Redis at %s had lost the chat; refilled it up to message %d", self.where, self.count - 1)
-        else:
+        elif not seeded:
             await self.catch_up()  # follow what Redis holds
 
 
@@ -325,15 +339,23 @@ class RedisEngine:
         self._tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
-        """Subscribe and catch up, waiting a little so that a process serves
-        the shared history from its first request; then keep going in the
-        background. Redis down at start is not fatal: it is retried."""
+        """Subscribe and catch up, then keep going in the background.
+
+        Returns only once the mirror holds what Redis holds, however long
+        Redis takes to answer: the process does not listen until then, so
+        no client is ever served an empty history under a made-up epoch. A
+        Redis that is down at start is retried, not fatal: it is a service
+        of its own, often started alongside (or after) the app, and a
+        process that waits becomes ready the moment it answers, where one
+        that exits needs a supervisor to start it again."""
         synced = asyncio.Event()
         self._tasks = [asyncio.create_task(self._follow(synced)), asyncio.create_task(self._beat())]
         try:
             await asyncio.wait_for(synced.wait(), START_SECONDS)
         except asyncio.TimeoutError:
-            log.warning("Redis at %s did not answer in %.0f s; starting without it", self.where, START_SECONDS)
+            log.warning("Redis at %s has not answered for %.0f s; not listening until it does", self.where,
+                        START_SECONDS)
+            await synced.wait()
 
     async def stop(self) -> None:
         # The flag too, not only cancel(): redis-py may turn a cancellation

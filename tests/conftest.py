@@ -13,8 +13,9 @@ from handlers.writer import choose_writer
 
 CHAT_EPOCH = "E"  # the epoch of the in-process app's chat: its ids are E:1, E:2, …
 
-# Short timers, so waiting tests stay quick.
-FAST = dict(poll_timeout=1.0, keepalive=5.0, retry=2000, retry_jitter=0)
+# Short timers, so waiting tests stay quick; the history in memory (nothing
+# loads it: the in-process server starts no engine).
+FAST = dict(poll_timeout=1.0, keepalive=5.0, retry=2000, retry_jitter=0, db=":memory:")
 
 
 WRITERS = ["plain", "fast"]

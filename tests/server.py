@@ -6,6 +6,10 @@
 
 The server starts on ``--port=0`` (a free port) unless a ``--port=N`` flag is
 given, and the URL it prints on its first stdout line is where it is reached.
+Its chat's store is a SQLite file of its own in a temporary folder (``db``),
+unless ``--db`` or ``--redis`` is given: tests never share the checkout's
+instance/chat.db, which a second process could not open anyway. ``again()``
+starts the next process on the same port and store, as a restart does.
 Its stderr (the access log, and any traceback) goes to a temporary file that
 ``log()`` reads back. Leaving the ``with`` block, or ``close()``, kills the
 process if it is still alive. ``fetch``, ``post``, ``status`` and
@@ -57,13 +61,22 @@ class ServerProcess:
     while it runs).
     """
 
-    def __init__(self, *flags: str, start_timeout: float = 10.0) -> None:
+    def __init__(self, *flags: str, start_timeout: float = 10.0,
+                 store: Optional[tempfile.TemporaryDirectory] = None) -> None:
         port_flags = () if any(f.startswith("--port=") for f in flags) else ("--port=0",)
         # COMET_TEST_WRITER=plain runs every live server with --writer=plain.
         writer = os.environ.get("COMET_TEST_WRITER")
         if writer and not any(f.startswith("--writer=") for f in flags):
             port_flags += (f"--writer={writer}",)
-        self.args = [sys.executable, "app.py", *port_flags, *flags]
+        self.store = store  # the temporary folder of the store, removed by close()
+        self.db: Optional[str] = next((f.partition("=")[2] for f in flags if f.startswith("--db=")), None)
+        db_flags: tuple[str, ...] = ()
+        if self.db is None and not any(f.startswith("--redis=") for f in flags):
+            self.store = tempfile.TemporaryDirectory(prefix="comet-store-")
+            self.db = os.path.join(self.store.name, "chat.db")
+            db_flags = (f"--db={self.db}",)
+        self.flags = (*flags, *db_flags)
+        self.args = [sys.executable, "app.py", *port_flags, *self.flags]
         self._log = tempfile.TemporaryFile()
         self._final_log: Optional[str] = None
         self.process = subprocess.Popen(
@@ -131,6 +144,13 @@ class ServerProcess:
             code = self.process.wait(timeout=5)
         return code
 
+    def again(self, *flags: str, start_timeout: float = 10.0) -> "ServerProcess":
+        """The next process after this one, which must have stopped: the same
+        flags, port and store (a restart), and ``flags`` after them."""
+        assert self.returncode is not None, "stop() this one first"
+        store, self.store = self.store, None  # the new process removes it
+        return ServerProcess(*self.flags, f"--port={self.port}", *flags, start_timeout=start_timeout, store=store)
+
     # --- plain requests ---------------------------------------------------------------
 
     def fetch(self, path: str, method: str = "GET", body: bytes = b"", headers: Headers = (),
@@ -197,6 +217,9 @@ class ServerProcess:
         if self._final_log is None:
             self._final_log = self.log()
             self._log.close()
+        if self.store is not None:
+            self.store.cleanup()
+            self.store = None
 
     def __enter__(self) -> "ServerProcess":
         return self

@@ -1,8 +1,10 @@
-"""The epoch across a real restart of ``python app.py`` (docs/protocol.md §1,
-§2): the restarted server's history has a new epoch, so a cursor from before
-the restart is told so, even when its number fits the new history. This is
-the hole the epoch closes: a reader holding ``1`` waited for message 1 of the
-new server and never saw its message 0."""
+"""The epoch across a real restart of ``python app.py --db=:memory:``
+(docs/protocol.md §1, §2): a history kept in memory alone is lost with its
+process, so the restarted server's history has a new epoch, and a cursor
+from before the restart is told so, even when its number fits the new
+history. This is the hole the epoch closes: a reader holding ``1`` waited
+for message 1 of the new server and never saw its message 0. (A restart on
+a store keeps the epoch: tests/process/test_store.py.)"""
 
 from __future__ import annotations
 
@@ -20,15 +22,15 @@ def post(port: int, message: str) -> int:
     return json.loads(body)["id"]
 
 
-def test_a_restart_starts_a_new_epoch_and_old_cursors_are_reset():
-    with ServerProcess("--retry-jitter=0") as before:
+def test_a_restart_in_memory_starts_a_new_epoch_and_old_cursors_are_reset():
+    with ServerProcess("--retry-jitter=0", "--db=:memory:") as before:
         post(before.port, "before")
         status, headers, body = fetch(before.port, "/chat/since/0")
         old_epoch = headers["X-Chat-Epoch"]
         assert json.loads(body)["epoch"] == old_epoch
         assert before.stop(signal.SIGTERM) == 0
 
-    with ServerProcess("--retry-jitter=0", f"--port={before.port}") as after:
+    with ServerProcess("--retry-jitter=0", "--db=:memory:", f"--port={before.port}") as after:
         post(after.port, "the first message after the restart")
         _, headers, _ = fetch(after.port, "/chat/since/0")
         new_epoch = headers["X-Chat-Epoch"]
