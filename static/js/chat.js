@@ -7,7 +7,7 @@
 // shares it with the site's other chat tabs.
 import { ChatOrder, chatMessage, parseChatId } from './chat-order.js';
 import { Connection, listen } from './connection.js';
-import { showStream } from './page.js';
+import { abandonPollAfterMs, showStream } from './page.js';
 import { streamAttempt } from './transport.js';
 
 const POST_TIMEOUT_MS = 10000; // a post unanswered this long is given up
@@ -63,7 +63,7 @@ function showError(text) {
 // stands, while the relayed events wait.
 function catchUp() {
   pending = [];
-  const poll = new ChatLongPoll();
+  const poll = new ChatLongPoll(abandonPollAfterMs());
   // 'connected': the catch-up answered; its messages follow, then it stops.
   // If it fails, the relayed events still come; older messages are missing.
   const unlisten = listen(poll, { event: receive, status: (state) => state === 'connected' && poll.close() });
@@ -81,6 +81,11 @@ function catchUp() {
 class ChatLongPoll extends Connection {
   #request = null;
   retryAfter = null;
+
+  constructor(abandonAfterMs) {
+    super();
+    this.abandonAfterMs = abandonAfterMs;
+  }
 
   open(lastEventId = '') {
     this.#request = new AbortController();
@@ -102,7 +107,7 @@ async function pollChat(lastEventId, connection, signal) {
       const path = catchingUp ? `/chat/since/${cursor ?? 0}` : `/chat/get/${cursor}`;
       // With the epoch we hold, a cursor into another history is a 410.
       const query = held ? `?epoch=${encodeURIComponent(held)}` : '';
-      const response = await fetch(path + query, { signal, cache: 'no-store' });
+      const { response, body } = await fetchHeld(path + query, signal, connection.abandonAfterMs);
       if (response.status === 404 || response.status === 410) {
         // Our cursor is past the end, before the start (aged out), or in
         // another epoch (a restarted server): start again from the first
@@ -114,14 +119,14 @@ async function pollChat(lastEventId, connection, signal) {
         cursor = Number(first);
         catchingUp = true;
       } else if (response.status === 200 && catchingUp) {
-        const since = await response.json();
+        const since = JSON.parse(readText(body));
         held = since.epoch ?? '';
         connection.say('status', 'connected'); // a poll the server holds counts as connected
         since.messages.forEach((text, i) => connection.say('event', chatMessage(held, since.next - since.messages.length + i, text)));
         cursor = since.next;
         catchingUp = false;
       } else if (response.status === 200) {
-        connection.say('event', chatMessage(held, cursor, await readText(response)));
+        connection.say('event', chatMessage(held, cursor, readText(body)));
         cursor += 1;
       } else if (response.status !== 204) {
         // (204: the server held the poll until its timeout; ask again.)
@@ -141,10 +146,30 @@ async function pollChat(lastEventId, connection, signal) {
 }
 // end tutorial: poll-loop
 
+// tutorial: fetch-held
+// A held poll is answered within the server's --poll-timeout. One still
+// unanswered past that and a margin went down a connection that fell
+// silent without closing (sleep, a network change): give it up, and the
+// loop fails as after a network error, to be asked again by its id.
+async function fetchHeld(url, signal, abandonAfterMs) {
+  const request = new AbortController();
+  const abandon = setTimeout(() => request.abort(), abandonAfterMs);
+  const leave = () => request.abort();
+  signal.addEventListener('abort', leave);
+  try {
+    const response = await fetch(url, { signal: request.signal, cache: 'no-store' });
+    return { response, body: await response.arrayBuffer() };
+  } finally {
+    clearTimeout(abandon);
+    signal.removeEventListener('abort', leave);
+  }
+}
+// end tutorial: fetch-held
+
 // The body is the message exactly as posted: decode it as UTF-8 without
 // dropping a leading U+FEFF, which response.text() would do.
-async function readText(response) {
-  return new TextDecoder('utf-8', { ignoreBOM: true }).decode(await response.arrayBuffer());
+function readText(body) {
+  return new TextDecoder('utf-8', { ignoreBOM: true }).decode(body);
 }
 
 // --- Opening and closing -----------------------------------------------
@@ -153,7 +178,7 @@ showStream({
   stream: '/chat',
   attempts: {
     eventsource: streamAttempt('/chat/events', { transport: 'eventsource', types: ['message', 'reset'] }),
-    longpoll: () => new ChatLongPoll(),
+    longpoll: () => new ChatLongPoll(abandonPollAfterMs()),
   },
   onevent,
   onrole: (role) => {

@@ -11,6 +11,8 @@ import { KeepOpen } from './recovery.js';
 import { shareConnection } from './tabs.js';
 
 const DEFAULT_KEEPALIVE = 15; // seconds, the server's --keepalive default
+const DEFAULT_POLL_TIMEOUT = 25; // seconds, the server's --poll-timeout default
+const POLL_MARGIN_MS = 5000; // for the network, on top of the server's longest hold
 const FALLBACK_KEY = 'comet.fallback:'; // + stream, in sessionStorage
 
 // --- Choosing the transport ------------------------------------------------
@@ -69,6 +71,16 @@ async function serverAnswers(ms) {
 function keepaliveSeconds() {
   const value = Number(document.body.dataset.keepalive);
   return value > 0 ? value : DEFAULT_KEEPALIVE;
+}
+
+/**
+ * How long a long poll may go unanswered before the page gives it up: the
+ * server's --poll-timeout (the longest it holds one, which the template
+ * puts on <body data-poll-timeout>) plus a margin for the network.
+ */
+export function abandonPollAfterMs() {
+  const value = Number(document.body.dataset.pollTimeout);
+  return (value > 0 ? value : DEFAULT_POLL_TIMEOUT) * 1000 + POLL_MARGIN_MS;
 }
 
 // --- The page ----------------------------------------------------------------

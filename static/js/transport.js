@@ -11,20 +11,22 @@ import { Connection } from './connection.js';
  * there is no Last-Event-ID header: a new source has none to send. A native
  * stream asks for heartbeats and says each one as an event, for the
  * watchdog; a poll answered at all says `connected` (each answer shows the
- * server is alive).
+ * server is alive), and one unanswered past `abandonAfterMs` is given up
+ * and asked again (LongPollEventSource).
  */
-export function streamAttempt(url, { transport, types = ['message'] }) {
-  return () => new StreamAttempt(url, transport, types);
+export function streamAttempt(url, { transport, types = ['message'], abandonAfterMs }) {
+  return () => new StreamAttempt(url, transport, types, abandonAfterMs);
 }
 
 class StreamAttempt extends Connection {
   #source = null;
 
-  constructor(url, transport, types) {
+  constructor(url, transport, types, abandonAfterMs) {
     super();
     this.url = url;
     this.transport = transport;
     this.types = types;
+    this.abandonAfterMs = abandonAfterMs;
     this.retryAfter = null;
   }
 
@@ -33,7 +35,9 @@ class StreamAttempt extends Connection {
     const target = new URL(this.url, document.baseURI);
     if (native) target.searchParams.set('heartbeat', '1');
     if (lastEventId !== '') target.searchParams.set('lastEventId', lastEventId);
-    const source = this.#source = openEventSource(target.pathname + target.search, { transport: this.transport });
+    const source = this.#source = openEventSource(target.pathname + target.search, {
+      transport: this.transport, abandonAfterMs: this.abandonAfterMs,
+    });
     this.say('wire', `${this.transport} ${target.pathname}` + (lastEventId === '' ? '' : `, from id ${lastEventId}`));
     source.onopen = native ? () => this.say('wire', 'open') : () => this.say('status', 'connected');
     for (const type of native ? [...this.types, 'heartbeat'] : this.types) {
