@@ -176,8 +176,8 @@ class SQLiteEngine(MemoryEngine):
     async def start(self) -> None:
         self.history.open()
         history = self.history
-        log.info("the chat's history is in %s: epoch %s, messages %d to %d", history.path, history.epoch,
-                 history.first, history.count - 1)
+        log.info("the chat's history is in %s: epoch %s, %d messages kept, the next is number %d", history.path,
+                 history.epoch, history.count - history.first, history.count)
         await super().start()
 
     async def stop(self) -> None:

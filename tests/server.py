@@ -149,6 +149,7 @@ class ServerProcess:
         flags, port and store (a restart), and ``flags`` after them."""
         assert self.returncode is not None, "stop() this one first"
         store, self.store = self.store, None  # the new process removes it
+        self.close()
         return ServerProcess(*self.flags, f"--port={self.port}", *flags, start_timeout=start_timeout, store=store)
 
     # --- plain requests ---------------------------------------------------------------

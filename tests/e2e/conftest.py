@@ -5,7 +5,8 @@ Each test module gets one server (``python app.py`` on a free port of
 gets the module's browser through ``browser``, which leaves it with a single
 blank window afterwards, so no page of one test is still polling during the
 next. ``restartable_server`` is a server of the test's own, which it may stop
-and start again on the same port; ``spawn(*flags)`` starts servers of the
+and start again on the same port and store (``restartable_memory_server``:
+one whose history a restart loses); ``spawn(*flags)`` starts servers of the
 test's own with more flags (a test may pause them with SIGSTOP: they are
 killed afterwards, paused or not). ``scripted`` is the module's scripted
 server, for the browser client against answers the real server never gives.
@@ -60,17 +61,18 @@ def browser(driver: webdriver.Chrome) -> Iterator[webdriver.Chrome]:
 
 class RestartableServer:
     """The server under test, which a test may stop and start again on the
-    same port: a new process with an empty history and a new ticker."""
+    same port: a new process with a new ticker, and the history (and its
+    epoch) its store kept; none with ``--db=:memory:``."""
 
-    def __init__(self) -> None:
-        self.process = ServerProcess(*SERVER_FLAGS)
+    def __init__(self, *flags: str) -> None:
+        self.process = ServerProcess(*SERVER_FLAGS, *flags)
         self.url = self.process.url
 
     def stop(self) -> None:
         assert self.process.stop(signal.SIGTERM) == 0, self.process.log()
 
     def start(self) -> None:
-        self.process = ServerProcess(*SERVER_FLAGS, f"--port={self.process.port}")
+        self.process = self.process.again()
         assert self.process.url == self.url
 
     def close(self) -> None:
@@ -80,6 +82,16 @@ class RestartableServer:
 @pytest.fixture
 def restartable_server() -> Iterator[RestartableServer]:
     server = RestartableServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def restartable_memory_server() -> Iterator[RestartableServer]:
+    """``restartable_server`` with ``--db=:memory:``: a restart loses the history."""
+    server = RestartableServer("--db=:memory:")
     try:
         yield server
     finally:

@@ -1,5 +1,7 @@
-"""A server restarted on the same port: the pages notice it went away,
-reconnect by themselves, and the chat says its history started again."""
+"""A server restarted on the same port: the pages notice it went away and
+reconnect by themselves; the chat takes up where it was when its store kept
+the history (the default), and says its history started again when it did
+not (``--db=:memory:``)."""
 
 from __future__ import annotations
 
@@ -40,8 +42,31 @@ def test_stock_reconnects_after_a_restart(browser, restartable_server):
         assert text(browser, "#status") == "connected"
 
 
-def test_chat_receives_after_a_restart_and_says_it_restarted(browser, restartable_server):
+def test_chat_keeps_its_history_across_a_restart_with_no_reset(browser, restartable_server):
+    """The default store keeps the messages and the epoch: each page takes
+    up where it was, shows every message once, and says nothing of a reset."""
     server = restartable_server
+    a = open_chat(browser, server.url, "eventsource", new_window=False)
+    b = open_chat(browser, server.url, "longpoll")
+    send(browser, a, "before the restart")
+    for window in (a, b):
+        wait_for_messages(browser, window, "before the restart")
+
+    server.stop()
+    for window in (a, b):
+        wait_for_status(browser, window, "connecting", "while the server is down")
+    server.start()
+    for window in (a, b):
+        wait_for_status(browser, window, "connected", "after the restart")
+
+    send(browser, b, "after the restart")
+    for window in (a, b):
+        assert wait_for_messages(browser, window, "after the restart") == ["before the restart", "after the restart"]
+        assert texts(browser, "#notices .notice") == []
+
+
+def test_chat_in_memory_receives_after_a_restart_and_says_it_restarted(browser, restartable_memory_server):
+    server = restartable_memory_server
     a = open_chat(browser, server.url, "eventsource", new_window=False)
     b = open_chat(browser, server.url, "longpoll")
     send(browser, a, "before the restart")

@@ -1,5 +1,7 @@
-"""The SQLite store without a server (docs/protocol.md §6): what a reopened
-file holds, and each file it must refuse, left byte for byte as it was."""
+"""The engines without a server: which one the flags open, an epoch that is
+unknown until loaded, and the SQLite store (docs/protocol.md §6): what a
+reopened file holds, and each file it must refuse, left byte for byte as it
+was."""
 
 from __future__ import annotations
 
@@ -43,6 +45,21 @@ def test_the_default_is_instance_chat_db_beside_app_py_and_memory_and_redis_are_
     assert isinstance(open_engine("", "", 10, 1.0), SQLiteEngine)
     assert open_engine("", "", 10, 1.0).history.path == DEFAULT_DB
     assert type(open_engine("", IN_MEMORY, 10, 1.0)) is MemoryEngine
+
+
+def test_every_engine_has_what_the_engine_protocol_names():
+    engines = [open_engine("", IN_MEMORY, 10, 1.0), open_engine("", "", 10, 1.0),
+               open_engine("redis://127.0.0.1:1/0", "", 10, 1.0)]  # nothing is reached yet
+    for engine in engines:
+        assert {"history", "prices", "start", "stop"} <= set(dir(engine)), engine
+
+
+def test_an_engine_with_a_store_knows_no_epoch_before_it_has_loaded(tmp_path):
+    """A made-up epoch would be served to the first readers, who would be
+    told to reset: unknown (None) until the store is read."""
+    assert open_engine("redis://127.0.0.1:1/0", "", 10, 1.0).history.epoch is None
+    assert open_engine("", str(tmp_path / "chat.db"), 10, 1.0).history.epoch is None
+    assert EPOCH.fullmatch(open_engine("", IN_MEMORY, 10, 1.0).history.epoch)  # nothing to load: its own
 
 
 def test_redis_and_an_explicit_db_together_are_refused():
