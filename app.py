@@ -133,11 +133,12 @@ class CometApp(tornado.web.Application):
         self.history, self.prices = self.engine.history, self.engine.prices
         self.clients = Clients(config.max_clients, config.max_clients_per_address)
         history, prices, clients, stream = self.history, self.prices, self.clients, config.stream()
+        timers = dict(keepalive=config.keepalive, poll_timeout=config.poll_timeout)
         super().__init__(
             [
-                (r"/", PageHandler, dict(template="index.html")),
-                (r"/chat", PageHandler, dict(template="chat.html")),
-                (r"/stock", PageHandler, dict(template="stock.html")),
+                (r"/", PageHandler, dict(template="index.html") | timers),
+                (r"/chat", PageHandler, dict(template="chat.html") | timers),
+                (r"/stock", PageHandler, dict(template="stock.html") | timers),
                 (r"/status", StatusHandler, dict(history=history, prices=prices, clients=clients)),
                 (r"/chat/post", PostHandler,
                  dict(history=history, max_body=config.max_body, max_message=config.max_message)),

@@ -21,15 +21,17 @@ class PageHandler(BaseHandler):
     without the body: a page asks it of itself to tell a buffering proxy
     (a plain request is answered) from a server that is away (it is not)."""
 
-    def initialize(self, template: str) -> None:
+    def initialize(self, template: str, keepalive: float, poll_timeout: float) -> None:
         self.template = template
+        # The page's scripts time their watchdogs by these (<body data-...>).
+        self.timers = dict(keepalive=keepalive, poll_timeout=poll_timeout)
 
     def set_default_headers(self) -> None:
         super().set_default_headers()
         self.set_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
 
     def get(self) -> None:
-        self.render(self.template)
+        self.render(self.template, **self.timers)
 
     head = get  # Tornado sends no body for HEAD
 
