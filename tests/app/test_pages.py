@@ -69,6 +69,14 @@ async def test_page_renders_as_utf8_html(http_client, url, path):
     await page(http_client, url, path)  # 200, text/html; charset=UTF-8
 
 
+@pytest.mark.settings(keepalive=2.0)
+@pytest.mark.parametrize("path", PAGES)
+@pytest.mark.gen_test
+async def test_every_page_tells_its_watchdog_the_servers_keepalive(http_client, url, path):
+    response = await http_client.fetch(url(path))
+    assert b'<body data-keepalive="2.0">' in response.body
+
+
 @pytest.mark.gen_test
 async def test_index_links_to_both_pages(http_client, url):
     index = await page(http_client, url, "/")
