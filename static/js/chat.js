@@ -3,8 +3,8 @@
 //   longpoll     the tutorial's loop: /chat/since/N once, then /chat/get/N,
 //                N+1, ... with resync on 404/410
 // Both carry ids `E:N+1`: E the history's epoch, N the message's number.
-// page.js reopens either after a failure, resuming by the last id, and
-// shares it with the site's other chat tabs.
+// showStream() (page.js) reopens either after a failure, resuming by the
+// last id, and shares it with the site's other chat tabs; this module draws.
 import { ChatOrder, chatMessage, parseChatId } from './chat-order.js';
 import { Connection, listen } from './connection.js';
 import { abandonPollAfterMs, showStream } from './page.js';

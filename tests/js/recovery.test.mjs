@@ -387,3 +387,12 @@ test('heartbeats are signs of life, never events', () => {
   rig.heartbeat();
   assert.deepEqual(rig.heard().filter(([kind]) => kind === 'event'), []);
 });
+
+test('what it does on the wire is said as text, for a view to list', () => {
+  const rig = new Rig();
+  const wire = [];
+  rig.connection.addEventListener('wire', (e) => wire.push(e.detail));
+  rig.attempts.at(-1).say('wire', 'GET /ticker');
+  rig.say('status', 'closed');
+  assert.deepEqual(wire, ['GET /ticker', 'next try in 0.5 s']);
+});
