@@ -160,9 +160,6 @@ class CometApp(tornado.web.Application):
             static_handler_class=StaticFiles,
             log_function=log_request,
             debug=config.debug,
-            # The one flag the pages read: templates/base.html puts it on
-            # <body data-keepalive> for the watchdog in the browser.
-            keepalive=config.keepalive,
         )
         if config.gzip:
             self.add_transform(PageGZip)
