@@ -22,6 +22,7 @@ from tornado.options import define, options, parse_command_line
 
 from comet.clients import Clients
 from comet.engine import open_engine
+from comet.ratelimit import PostRate
 from handlers.base import log_request
 from handlers.chat import ChatNotFoundHandler, EventsHandler, GetHandler, PostHandler, SharedAnswer, SinceHandler
 from handlers.pages import NotFoundHandler, PageHandler, StaticFiles, StatusHandler
@@ -52,6 +53,8 @@ define("max_clients", default=10000, help="open streams plus held polls; past it
 define("max_clients_per_address", default=2500, help="open streams plus held polls from one address; past it, 503 (0: no cap)", group="app")
 define("max_backlog", default=256 * 1024, help="bytes a stuck chat stream may fall behind before it is dropped", group="app")
 define("gzip", default=False, help="compress pages (never event streams or polls)", group="app")
+define("post_rate", default=5.0, help="posts a second one address may make, on average (0: no limit); past it, 429", group="app")
+define("post_burst", default=20, help="posts one address may make at once before --post-rate applies (0: no limit)", group="app")
 define("redis", default="", help="redis://host:port/db: share the chat and the ticker with other processes", group="app")
 
 
@@ -91,6 +94,7 @@ class CometApp(tornado.web.Application):
         self.engine = open_engine(settings.pop("redis"), settings["history"], settings["tick_interval"])
         self.history, self.prices = self.engine.history, self.engine.prices
         self.clients = Clients(settings["max_clients"], settings["max_clients_per_address"])
+        self.post_rate = PostRate(settings.pop("post_rate"), settings.pop("post_burst"))
         chat = dict(history=self.history)
         held = dict(clients=self.clients)
         super().__init__(
@@ -99,7 +103,7 @@ class CometApp(tornado.web.Application):
                 (r"/chat", PageHandler, dict(template="chat.html")),
                 (r"/stock", PageHandler, dict(template="stock.html")),
                 (r"/status", StatusHandler, dict(history=self.history, prices=self.prices, clients=self.clients)),
-                (r"/chat/post", PostHandler, chat),
+                (r"/chat/post", PostHandler, chat | dict(post_rate=self.post_rate)),
                 (r"/chat/get/([0-9]+)", GetHandler, chat | held | dict(answer=SharedAnswer())),
                 (r"/chat/since/([0-9]+)", SinceHandler, chat),
                 (r"/chat/events", EventsHandler, dict(source=self.history, kind="chat.streams") | held),

@@ -19,8 +19,9 @@ import tornado.web
 
 from comet.clients import GONE, WOKEN
 from comet.policies import BoundedEventQueue, Unavailable, parse_number
+from comet.ratelimit import PostRate
 from handlers import past_tornado
-from handlers.base import HoldingHandler, UncachedHandler
+from handlers.base import HoldingHandler, RetryLater, UncachedHandler
 from handlers.eventsource import EventSourceHandler
 
 
@@ -73,10 +74,20 @@ class PostHandler(ChatHandler):
 
     FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
+    def initialize(self, post_rate: PostRate, **kwargs) -> None:
+        self.post_rate = post_rate
+        super().initialize(**kwargs)
+
     def prepare(self) -> None:
         # A post from another site's page was refused (403) before this, by
         # the application's cross_origin_protection.
         self.body: Optional[bytearray] = None  # None: refused, the rest is not read
+        # Before anything is read: past its rate an address is refused (429).
+        wait = self.post_rate.take(self.request.remote_ip or "")
+        if wait:
+            raise RetryLater(429, self.post_rate.retry_after(wait),
+                             "more than %g posts a second from one address; try again in %d s",
+                             self.post_rate.rate, self.post_rate.retry_after(wait))
         limit = self.settings["max_body"]
         length = self.request.headers.get("Content-Length")
         if length is None:
