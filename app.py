@@ -22,8 +22,10 @@ from tornado.options import define, options, parse_command_line
 
 from comet.clients import Clients
 from comet.engine import open_engine
+from comet.metrics import Metrics
 from comet.ratelimit import PostRate
 from handlers.base import log_request
+from handlers.metrics import metrics_app
 from handlers.chat import ChatNotFoundHandler, EventsHandler, GetHandler, PostHandler, SharedAnswer, SinceHandler
 from handlers.pages import NotFoundHandler, PageHandler, StaticFiles, StatusHandler
 from handlers.ticker import TickerHandler
@@ -34,6 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 define("port", default=8888, help="port to listen on; 0 picks a free one", group="server")
 define("address", default="127.0.0.1", help="address to listen on", group="server")
 define("uvloop", default=False, help="run on uvloop, a faster event loop (pip install uvloop)", group="server")
+define("metrics_port", default=0, help="serve GET /metrics (Prometheus) on 127.0.0.1 at this port (0: not at all)", group="server")
 define("xheaders", default=False, help="behind a proxy: take the client's address from its X-Real-IP / X-Forwarded-For", group="server")
 # What make_app() is built from: options.group_dict("app"), tests override any of them.
 define("debug", default=False, help="reload on change, tracebacks in error pages", group="app")
@@ -95,6 +98,7 @@ class CometApp(tornado.web.Application):
         self.history, self.prices = self.engine.history, self.engine.prices
         self.clients = Clients(settings["max_clients"], settings["max_clients_per_address"])
         self.post_rate = PostRate(settings.pop("post_rate"), settings.pop("post_burst"))
+        self.metrics = Metrics(self.clients, self.history, self.prices, self.post_rate)
         chat = dict(history=self.history)
         held = dict(clients=self.clients)
         super().__init__(
@@ -122,6 +126,11 @@ class CometApp(tornado.web.Application):
         )
         if gzip_pages:
             self.add_transform(PageGZip)
+
+    def log_request(self, handler: tornado.web.RequestHandler) -> None:
+        """Every answered request is counted for the metrics, then logged."""
+        self.metrics.count(handler)
+        super().log_request(handler)
 
 
 def make_app(**overrides) -> CometApp:
@@ -177,6 +186,9 @@ async def main() -> None:
     hold_long(sockets)
     server.add_sockets(sockets)
     port = sockets[0].getsockname()[1]
+    if options.metrics_port:  # loopback only: the metrics are not for every visitor
+        metrics = HTTPServer(metrics_app(app.metrics.registry))
+        metrics.listen(options.metrics_port, "127.0.0.1")
     await app.engine.start()  # the price starts moving
 
     # tutorial: shutdown

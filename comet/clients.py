@@ -42,6 +42,9 @@ class Clients:
         self.holders: dict[Holder, str] = {}  # each held request, and the address it came from
         self.by_address: Counter[str] = Counter()  # only addresses that hold something
         self.closing = False
+        # For the metrics: refusals by reason, and readers dropped for falling behind.
+        self.refused: Counter[str] = Counter()
+        self.slow_readers_dropped = 0
         self._drained: Optional[asyncio.Future] = None
 
     def admit(self, holder: Holder, kind: str, address: str = "") -> None:
@@ -52,8 +55,10 @@ class Clients:
         the others: a refusal would make an EventSource give up for good."""
         if not self.closing:
             if len(self.holders) >= self.limit:
+                self.refused["max_clients"] += 1
                 raise Full(f"the server holds {self.limit} clients already")
             if self.per_address and self.by_address[address] >= self.per_address:
+                self.refused["per_address"] += 1
                 raise Full(f"{address or 'this address'} holds {self.per_address} streams and polls already")
         self.holders[holder] = address
         self.by_address[address] += 1

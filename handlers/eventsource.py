@@ -121,6 +121,7 @@ class EventSourceHandler(HoldingHandler, UncachedHandler):
             return
         if self.writing:
             if self.source.backlog(self.cursor) > self.settings["max_backlog"]:
+                self.clients.slow_readers_dropped += 1
                 self.drop()
             return
         # A chunk at a time, for as long as the socket takes each one whole.
