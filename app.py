@@ -37,6 +37,7 @@ define("port", default=8888, help="port to listen on; 0 picks a free one", group
 define("address", default="127.0.0.1", help="address to listen on", group="server")
 define("uvloop", default=False, help="run on uvloop, a faster event loop (pip install uvloop)", group="server")
 define("metrics_port", default=0, help="serve GET /metrics (Prometheus) on 127.0.0.1 at this port (0: not at all)", group="server")
+define("drain", default=1.0, help="at SIGTERM, seconds over which open streams and polls are ended, a few at a time", group="server")
 define("xheaders", default=False, help="behind a proxy: take the client's address from its X-Real-IP / X-Forwarded-For", group="server")
 # What make_app() is built from: options.group_dict("app"), tests override any of them.
 define("debug", default=False, help="reload on change, tracebacks in error pages", group="app")
@@ -56,6 +57,7 @@ define("max_clients", default=10000, help="open streams plus held polls; past it
 define("max_clients_per_address", default=2500, help="open streams plus held polls from one address; past it, 503 (0: no cap)", group="app")
 define("max_backlog", default=256 * 1024, help="bytes a stuck chat stream may fall behind before it is dropped", group="app")
 define("gzip", default=False, help="compress pages (never event streams or polls)", group="app")
+define("drain_retry", default=0, help="at SIGTERM, the retry: in ms (at most, drawn at random) ended streams are told, for a process with others beside it behind a proxy (0: their own)", group="app")
 define("post_rate", default=5.0, help="posts a second one address may make, on average (0: no limit); past it, 429", group="app")
 define("post_burst", default=20, help="posts one address may make at once before --post-rate applies (0: no limit)", group="app")
 define("redis", default="", help="redis://host:port/db: share the chat and the ticker with other processes", group="app")
@@ -199,10 +201,12 @@ async def main() -> None:
     print(f"http://{options.address}:{port}/", flush=True)
     await stop.wait()
 
-    # Stop taking connections, tell every held request to finish its
-    # response, give them a moment to go out, then close what is left.
+    # Stop taking connections (behind a proxy, new requests go to the other
+    # processes), tell every held request to finish its response, a few at a
+    # time over --drain seconds, give them a moment to go out, then close
+    # what is left.
     server.stop()
-    await app.clients.release_all(timeout=1.5)
+    await app.clients.release_all(timeout=1.5, spread=options.drain)
     await app.engine.stop()
     try:
         await asyncio.wait_for(server.close_all_connections(), timeout=1.0)

@@ -77,12 +77,19 @@ class Clients:
             self._drained.set_result(None)
 
     # tutorial: release
-    async def release_all(self, timeout: float) -> None:
-        """End every hold, and wait (up to ``timeout``) until each response
-        has gone out."""
+    async def release_all(self, timeout: float, spread: float = 0.0) -> None:
+        """End every hold, a slice at a time over ``spread`` seconds, and
+        wait (up to ``timeout`` more) until each response has gone out.
+        Spread out, the clients come back to the other processes a few at a
+        time instead of all in the same instant."""
         self.closing = True
-        for holder in tuple(self.holders):
-            holder.end(CLOSING)
+        holders = tuple(self.holders)
+        slices = max(1, min(len(holders), round(spread * 20)))  # twenty a second
+        for index in range(slices):
+            if index:
+                await asyncio.sleep(spread / slices)
+            for holder in holders[index::slices]:
+                holder.end(CLOSING)
         if self.holders:
             self._drained = asyncio.get_running_loop().create_future()
             await asyncio.wait({self._drained}, timeout=timeout)

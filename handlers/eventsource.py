@@ -25,7 +25,7 @@ from typing import Optional
 
 from tornado.iostream import StreamClosedError
 
-from comet.clients import GONE
+from comet.clients import CLOSING, GONE
 from handlers import past_tornado
 from handlers.base import HoldingHandler, UncachedHandler
 
@@ -107,7 +107,8 @@ class EventSourceHandler(HoldingHandler, UncachedHandler):
             # chunks the body for HTTP/1.1 and sends it as is for HTTP/1.0.
             self.write(head)
             self.wait_for(self.flush())
-            await self.hold()
+            if await self.hold() is CLOSING:
+                self.hand_over()
         finally:
             self.source.unsubscribe(self.push)
             self.keepalive.cancel()
@@ -155,6 +156,15 @@ class EventSourceHandler(HoldingHandler, UncachedHandler):
         if write.exception() is None:
             self.push()  # whatever was published while the write was out
     # end tutorial: one-write
+
+    def hand_over(self) -> None:
+        """The server is stopping: with ``--drain-retry``, tell the reader to
+        come back sooner than its ``retry:``, since the other processes
+        behind the proxy are there to take it (a random delay, so that those
+        ended together come back spread out)."""
+        most = self.settings["drain_retry"]
+        if most:  # through Tornado: it goes out after any write in flight, then the end
+            self.write(b"retry: %d\n\n" % random.randint(0, most))
 
     def drop(self) -> None:
         """Close a reader that fell too far behind (it resumes by its id), or

@@ -11,10 +11,7 @@ on, Redis stopped and started again.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,75 +19,13 @@ from typing import Callable, Iterator, Optional
 
 import pytest
 
-from tests.client import HOST, Client, chat_number, free_port, wait_until
+from tests.client import Client, chat_number, wait_until
+from tests.redis_server import RedisServer
 from tests.server import NO_JITTER, ROOT, ServerProcess
 
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 # Short timers: a move every 0.2 s, a keep-alive every 0.3 s.
 # Dozens of posts from one address, as fast as they go: no post rate.
 FAST = ("--tick-interval=0.2", "--keepalive=0.3", "--poll-timeout=10", NO_JITTER, "--post-rate=0")
-
-
-class RedisServer:
-    """``redis-server`` on 127.0.0.1:``port``, keeping nothing on disk, so a
-    stop and start (on the same port) brings it back empty."""
-
-    def __init__(self, directory: str) -> None:
-        self.port = free_port()
-        self.directory = directory
-        self.url = f"redis://{HOST}:{self.port}/0"
-        self.process: Optional[subprocess.Popen] = None
-        self.start()
-
-    def start(self) -> None:
-        self.log = open(os.path.join(self.directory, "redis.log"), "ab")
-        self.process = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(self.port), "--bind", HOST, "--save", "", "--appendonly", "no",
-             "--dir", self.directory],
-            stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
-        )
-        assert wait_until(self.answers, timeout=10.0), f"redis-server not answering on port {self.port}"
-
-    def answers(self) -> bool:
-        try:
-            with socket.create_connection((HOST, self.port), timeout=1.0) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(64).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    def pause(self) -> None:
-        """Hang it, as a stuck server or a cut network would: connections
-        stay open and nothing answers."""
-        self.process.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        self.process.send_signal(signal.SIGCONT)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.resume()
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-        self.log.close()
-
-    def client(self):
-        import redis
-
-        return redis.Redis(host=HOST, port=self.port, decode_responses=True, socket_timeout=5)
-
-
-@pytest.fixture
-def redis_server(tmp_path) -> Iterator[RedisServer]:
-    # Never a skip: a missing server is an install bug (`make system-deps`).
-    assert os.path.exists(REDIS_SERVER), "needs redis-server: run `make system-deps` (Debian's redis-server)"
-    server = RedisServer(str(tmp_path))
-    yield server
-    server.stop()
 
 
 @pytest.fixture
