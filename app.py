@@ -24,9 +24,12 @@ from tornado.options import define, options, parse_command_line
 
 from comet.clients import Clients
 from comet.engine import Engine, StoreError, open_engine
+from comet.metrics import Metrics
+from comet.ratelimit import PostRate
 from handlers.base import log_request
 from handlers.chat import ChatNotFoundHandler, EventsHandler, GetHandler, PostHandler, SinceHandler
 from handlers.eventsource import StreamConfig
+from handlers.metrics import metrics_app
 from handlers.pages import NotFoundHandler, PageHandler, StaticFiles, StatusHandler
 from handlers.ticker import TickerHandler
 from handlers.writer import PlainWriter, choose_writer
@@ -37,6 +40,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 define("port", default=8888, help="port to listen on; 0 picks a free one", group="server")
 define("address", default="127.0.0.1", help="address to listen on", group="server")
 define("uvloop", default=False, help="run on uvloop, a faster event loop (pip install uvloop)", group="server")
+define("metrics_port", default=0, help="serve GET /metrics (Prometheus) on 127.0.0.1 at this port (0: not at all)", group="server")
+define("drain", default=1.0, help="at SIGTERM, seconds over which open streams and polls are ended, a few at a time", group="server")
 define("xheaders", default=False, help="behind a proxy: take the client's address from its X-Real-IP / X-Forwarded-For", group="server")
 define("writer", default="fast", help="how held responses reach the socket: plain (Tornado's public API, what the "
        "tutorial teaches) or fast (handlers/fast_writer.py; plain where this Tornado lacks what it needs)",
@@ -61,6 +66,9 @@ define("max_backlog", default=256 * 1024, help="bytes a stuck chat stream may fa
 define("gzip", default=False, help="compress pages (never event streams or polls)", group="app")
 define("db", default="", help="the SQLite file that keeps the chat's history (default: instance/chat.db beside app.py; "
        ":memory: keeps it in this process only)", group="app")
+define("drain_retry", default=0, help="at SIGTERM, the retry: in ms (at most, drawn at random) ended streams are told, for a process with others beside it behind a proxy (0: their own)", group="app")
+define("post_rate", default=5.0, help="posts a second one address may make, on average (0: no limit); past it, 429", group="app")
+define("post_burst", default=20, help="posts one address may make at once before --post-rate applies (0: no limit)", group="app")
 define("redis", default="", help="redis://host:port/db: share the chat and the ticker with other processes", group="app")
 
 
@@ -106,6 +114,9 @@ class Config:
     max_clients_per_address: int
     max_backlog: int
     gzip: bool
+    drain_retry: int
+    post_rate: float
+    post_burst: int
     db: str
     redis: str
 
@@ -117,7 +128,8 @@ class Config:
     def stream(self) -> StreamConfig:
         """What an event source is told."""
         return StreamConfig(retry=self.retry, retry_jitter=self.retry_jitter, keepalive=self.keepalive,
-                            poll_timeout=self.poll_timeout, max_backlog=self.max_backlog)
+                            poll_timeout=self.poll_timeout, max_backlog=self.max_backlog,
+                            drain_retry=self.drain_retry)
 
 
 class CometApp(tornado.web.Application):
@@ -132,6 +144,8 @@ class CometApp(tornado.web.Application):
         self.engine = open_engine(config.redis, config.db, config.history, config.tick_interval)
         self.history, self.prices = self.engine.history, self.engine.prices
         self.clients = Clients(config.max_clients, config.max_clients_per_address)
+        self.post_rate = PostRate(config.post_rate, config.post_burst)
+        self.metrics = Metrics(self.clients, self.history, self.prices, self.post_rate)
         history, prices, clients, stream = self.history, self.prices, self.clients, config.stream()
         timers = dict(keepalive=config.keepalive, poll_timeout=config.poll_timeout)
         super().__init__(
@@ -141,7 +155,8 @@ class CometApp(tornado.web.Application):
                 (r"/stock", PageHandler, dict(template="stock.html") | timers),
                 (r"/status", StatusHandler, dict(history=history, prices=prices, clients=clients)),
                 (r"/chat/post", PostHandler,
-                 dict(history=history, max_body=config.max_body, max_message=config.max_message)),
+                 dict(history=history, max_body=config.max_body, max_message=config.max_message,
+                      post_rate=self.post_rate)),
                 (r"/chat/get/([0-9]+)", GetHandler,
                  dict(history=history, clients=clients, writer=writer, poll_timeout=config.poll_timeout)),
                 (r"/chat/since/([0-9]+)", SinceHandler, dict(history=history)),
@@ -163,6 +178,11 @@ class CometApp(tornado.web.Application):
         )
         if config.gzip:
             self.add_transform(PageGZip)
+
+    def log_request(self, handler: tornado.web.RequestHandler) -> None:
+        """Every answered request is counted for the metrics, then logged."""
+        self.metrics.count(handler)
+        super().log_request(handler)
 
 
 def make_app(config: Optional[Config] = None, writer: Optional[PlainWriter] = None) -> CometApp:
@@ -250,14 +270,19 @@ async def main() -> None:
     sockets = tornado.netutil.bind_sockets(options.port, options.address, backlog=1024)
     hold_long(sockets)
     server.add_sockets(sockets)
+    if options.metrics_port:  # loopback only: the metrics are not for every visitor
+        metrics = HTTPServer(metrics_app(app.metrics.registry))
+        metrics.listen(options.metrics_port, "127.0.0.1")
     # Ready: scripts and tests that wait for this line wait for readiness.
     print(f"http://{options.address}:{sockets[0].getsockname()[1]}/", flush=True)
     await stop.wait()
 
-    # Stop taking connections, tell every held request to finish its
-    # response, give them a moment to go out, then close what is left.
+    # Stop taking connections (behind a proxy, new requests go to the other
+    # processes), tell every held request to finish its response, a few at a
+    # time over --drain seconds, give them a moment to go out, then close
+    # what is left.
     server.stop()
-    await app.clients.release_all(timeout=1.5)
+    await app.clients.release_all(timeout=1.5, spread=options.drain)
     await app.engine.stop()
     try:
         await asyncio.wait_for(server.close_all_connections(), timeout=1.0)

@@ -71,7 +71,7 @@ SERVERS = {
                      "--poll-timeout", "120", "--uvloop"],
 }
 # Passed to ours only when its --help lists them (older checkouts lack them).
-OURS_IF_PRESENT = ["--max-clients-per-address=0"]
+OURS_IF_PRESENT = ["--max-clients-per-address=0", "--post-rate=0"]
 OURS, OURS_PLAIN, FLOOR, BARE = "tornado", "tornado-plain", "floor", "tornado-bare"
 OUR_SERVERS = (OURS, OURS_PLAIN)  # app.py, started from --app with --ours-flags
 # The other frameworks, whose figures the goals hold ours to; tornado-bare is
@@ -112,7 +112,8 @@ class Runner:
 
     def ours_extra(self) -> list[str]:
         """Flags ours gets when its app.py has them: every client here comes
-        from 127.0.0.1, so a cap per address would turn most of N away."""
+        from 127.0.0.1, so a cap per address would turn most of N away,
+        and a post rate per address most of the posts."""
         if self._ours_extra is None:
             self._ours_extra = [flag for flag in OURS_IF_PRESENT if has_flag(self.args.app, flag.split("=")[0])]
         return self._ours_extra

@@ -546,7 +546,8 @@ def main() -> int:
                         help="the started server's stderr")
     parser.add_argument("--server-flags", nargs="*",
                         default=["--tick-interval=0.5", "--keepalive=5", "--poll-timeout=10", "--max-clients=20000",
-                                 "--max-clients-per-address=0"])  # every soak client is 127.0.0.1
+                                 # every soak client is 127.0.0.1: no cap, no post rate per address
+                                 "--max-clients-per-address=0", "--post-rate=0"])
     args = parser.parse_args()
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

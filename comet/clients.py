@@ -42,6 +42,9 @@ class Clients:
         self.holders: dict[Holder, str] = {}  # each held request, and the address it came from
         self.by_address: Counter[str] = Counter()  # only addresses that hold something
         self.closing = False
+        # For the metrics: refusals by reason, and readers dropped for falling behind.
+        self.refused: Counter[str] = Counter()
+        self.slow_readers_dropped = 0
         self._drained: Optional[asyncio.Future] = None
 
     def admit(self, holder: Holder, kind: str, address: str = "") -> None:
@@ -52,8 +55,10 @@ class Clients:
         the others: a refusal would make an EventSource give up for good."""
         if not self.closing:
             if len(self.holders) >= self.limit:
+                self.refused["max_clients"] += 1
                 raise Full(f"the server holds {self.limit} clients already")
             if self.per_address and self.by_address[address] >= self.per_address:
+                self.refused["per_address"] += 1
                 raise Full(f"{address or 'this address'} holds {self.per_address} streams and polls already")
         self.holders[holder] = address
         self.by_address[address] += 1
@@ -72,12 +77,19 @@ class Clients:
             self._drained.set_result(None)
 
     # tutorial: release
-    async def release_all(self, timeout: float) -> None:
-        """End every hold, and wait (up to ``timeout``) until each response
-        has gone out."""
+    async def release_all(self, timeout: float, spread: float = 0.0) -> None:
+        """End every hold, a slice at a time over ``spread`` seconds, and
+        wait (up to ``timeout`` more) until each response has gone out.
+        Spread out, the clients come back to the other processes a few at a
+        time instead of all in the same instant."""
         self.closing = True
-        for holder in tuple(self.holders):
-            holder.end(CLOSING)
+        holders = tuple(self.holders)
+        slices = max(1, min(len(holders), round(spread * 20)))  # twenty a second
+        for index in range(slices):
+            if index:
+                await asyncio.sleep(spread / slices)
+            for holder in holders[index::slices]:
+                holder.end(CLOSING)
         if self.holders:
             self._drained = asyncio.get_running_loop().create_future()
             await asyncio.wait({self._drained}, timeout=timeout)

@@ -22,6 +22,7 @@ import logging
 import re
 import secrets
 import sys
+import time
 from collections import deque
 from typing import Callable, Optional, Union
 
@@ -83,6 +84,11 @@ class Changes:
 
     def __init__(self) -> None:
         self.readers: set[Callable[[], None]] = set()
+        self.handed = 0  # events handed to readers so far (the metrics read it)
+        # Called once per change, after the readers, with when it began
+        # (time.perf_counter()): the metrics time a publish without any work
+        # per reader.
+        self.on_notified: Optional[Callable[[float], None]] = None
 
     def subscribe(self, reader: Callable[[], None]) -> None:
         self.readers.add(reader)
@@ -91,11 +97,16 @@ class Changes:
         self.readers.discard(reader)
 
     def notify(self) -> None:
-        for reader in tuple(self.readers):  # a reader may unsubscribe meanwhile
+        started = time.perf_counter()
+        readers = tuple(self.readers)  # a reader may unsubscribe meanwhile
+        self.handed += len(readers)
+        for reader in readers:
             try:
                 reader()
             except Exception:  # one broken reader must not starve the others
                 log.exception("a reader failed to take an event")
+        if self.on_notified is not None:
+            self.on_notified(started)
 # end tutorial: changes
 
 

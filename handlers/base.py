@@ -23,6 +23,14 @@ from comet.clients import CLOSING, GONE, TIMEOUT, WOKEN, Clients, Full
 from handlers.writer import PlainWriter
 
 
+class RetryLater(tornado.web.HTTPError):
+    """A refusal that says when to ask again: ``Retry-After``, in seconds."""
+
+    def __init__(self, status_code: int, retry_after: int, log_message: str, *args) -> None:
+        super().__init__(status_code, log_message, *args)
+        self.retry_after = retry_after
+
+
 class BaseHandler(tornado.web.RequestHandler):
     """Plain-text errors without tracebacks, and the security headers."""
 
@@ -44,8 +52,8 @@ class BaseHandler(tornado.web.RequestHandler):
             message = exc.log_message % exc.args if exc.args else exc.log_message
         else:
             message = kwargs.get("message") or tornado.httputil.responses.get(status_code, "Unknown")
-        if status_code == 503:
-            self.set_header("Retry-After", "5")
+        if status_code == 503 or isinstance(exc, RetryLater):
+            self.set_header("Retry-After", str(getattr(exc, "retry_after", 5)))
         self.set_header("Content-Type", "text/plain; charset=UTF-8")
         reason = getattr(exc, "reason", None) or tornado.httputil.responses.get(status_code, "Unknown")
         self.finish(f"{status_code} {reason}: {message}\n")

@@ -18,7 +18,8 @@ import tornado.web
 
 from comet.clients import GONE, Clients
 from comet.policies import BoundedEventQueue, Unavailable, parse_number
-from handlers.base import BaseHandler, HoldingHandler, UncachedHandler
+from comet.ratelimit import PostRate
+from handlers.base import BaseHandler, HoldingHandler, RetryLater, UncachedHandler
 from handlers.eventsource import EventSourceHandler
 from handlers.writer import PlainWriter
 
@@ -79,15 +80,23 @@ class PostHandler(ChatHandler):
 
     FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
-    def initialize(self, history: BoundedEventQueue, max_body: int, max_message: int) -> None:
+    def initialize(self, history: BoundedEventQueue, max_body: int, max_message: int,
+                   post_rate: PostRate) -> None:
         super().initialize(history)
         self.max_body = max_body
         self.max_message = max_message
+        self.post_rate = post_rate
 
     def prepare(self) -> None:
         # A post from another site's page was refused (403) before this, by
         # the application's cross_origin_protection.
         self.body: Optional[bytearray] = None  # None: refused, the rest is not read
+        # Before anything is read: past its rate an address is refused (429).
+        wait = self.post_rate.take(self.request.remote_ip or "")
+        if wait:
+            raise RetryLater(429, self.post_rate.retry_after(wait),
+                             "more than %g posts a second from one address; try again in %d s",
+                             self.post_rate.rate, self.post_rate.retry_after(wait))
         limit = self.max_body
         length = self.request.headers.get("Content-Length")
         if length is None:

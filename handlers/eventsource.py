@@ -26,7 +26,7 @@ from typing import Optional
 
 from tornado.iostream import StreamClosedError
 
-from comet.clients import Clients, GONE
+from comet.clients import CLOSING, GONE, Clients
 from handlers.base import HoldingHandler
 from handlers.writer import PlainWriter
 
@@ -50,6 +50,7 @@ class StreamConfig:
     keepalive: float  # seconds of quiet before a keep-alive comment
     poll_timeout: float  # seconds a fallback poll is held before an empty batch
     max_backlog: int  # bytes a stuck reader of a queue may fall behind before it is dropped
+    drain_retry: int = 0  # ms, at most: the retry: told to streams ended at shutdown (0: none)
 
 
 class EventSourceHandler(HoldingHandler):
@@ -117,7 +118,8 @@ class EventSourceHandler(HoldingHandler):
         self.source.subscribe(self.push)
         try:
             self.wait_for(self.writer.start(self, head))
-            await self.hold()
+            if await self.hold() is CLOSING:
+                self.hand_over()
         finally:
             self.source.unsubscribe(self.push)
             self.keepalive.cancel()
@@ -131,6 +133,7 @@ class EventSourceHandler(HoldingHandler):
             return
         if self.writing:
             if self.source.backlog(self.cursor) > self.config.max_backlog:
+                self.clients.slow_readers_dropped += 1
                 self.drop()
             return
         # A chunk at a time, for as long as the socket takes each one whole.
@@ -162,6 +165,15 @@ class EventSourceHandler(HoldingHandler):
         if write.exception() is None:
             self.push()  # whatever was published while the write was out
     # end tutorial: one-write
+
+    def hand_over(self) -> None:
+        """The server is stopping: with ``--drain-retry``, tell the reader to
+        come back sooner than its ``retry:``, since the other processes
+        behind the proxy are there to take it (a random delay, so that those
+        ended together come back spread out)."""
+        most = self.config.drain_retry
+        if most:  # through Tornado: it goes out after any write in flight, then the end
+            self.write(b"retry: %d\n\n" % random.randint(0, most))
 
     def drop(self) -> None:
         """Close a reader that fell too far behind (it resumes by its id), or

@@ -38,6 +38,7 @@ def nginx_conf(
     server: tuple = (),
     by_path: bool = False,
     tls: Optional[tuple[int, str, str]] = None,
+    second_app_port: Optional[int] = None,
 ) -> str:
     """docs/nginx.conf with the documented substitutions. ``location`` lines
     are added at the top of ``location /``, ``server`` lines replace the
@@ -45,7 +46,8 @@ def nginx_conf(
     (every location inherits them); ``by_path`` uncomments
     the file's `proxy_buffering off` location for the two streams; ``tls``,
     ``(port, certificate, key)``, uncomments the server's three HTTP/2 over
-    TLS lines with that port and those files."""
+    TLS lines with that port and those files; ``second_app_port`` uncomments
+    the upstream's second server with that port."""
     with open(CONF, encoding="utf-8") as f:
         text = f.read()
 
@@ -55,7 +57,9 @@ def nginx_conf(
         assert count == 1, f"docs/nginx.conf: expected one line matching {pattern!r}, found {count}"
 
     sub(r"^(\s*)listen 8080;$", rf"\g<1>listen {HOST}:{port};")
-    sub(r"^(\s*)server 127\.0\.0\.1:8888;", rf"\g<1>server {HOST}:{app_port};")
+    sub(r"^(\s*)server 127\.0\.0\.1:8888( |;)", rf"\g<1>server {HOST}:{app_port}\g<2>")
+    if second_app_port is not None:
+        sub(r"^(\s*)# server 127\.0\.0\.1:8889( |;)", rf"\g<1>server {HOST}:{second_app_port}\g<2>")
     sub(r"^pid \S+;$", f"pid {tmp}/nginx.pid;")
     sub(r"^error_log \S+;$", f"error_log {tmp}/error.log;")
     sub(r"^(\s*)access_log \S+;$", rf"\g<1>access_log {tmp}/access.log;")

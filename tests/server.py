@@ -108,8 +108,11 @@ class ServerProcess:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(f"no URL on stdout within {timeout} s from {self.args}\n{self.log()}")
-            ready, _, _ = select.select([fd], [], [], remaining)
-            if ready:
+            # poll(), not select(): a test holding thousands of sockets has
+            # descriptors past select()'s 1024.
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            if poller.poll(remaining * 1000):
                 byte = os.read(fd, 1)
                 if not byte:
                     self.process.wait(timeout=5)

@@ -193,6 +193,14 @@ const POST_ERRORS = {
   413: 'The message is too long for the server.',
 };
 
+// Posting faster than the server allows (429): when to try again, from
+// Retry-After (whole seconds); the text stays in the box meanwhile.
+function tooFast(retryAfter) {
+  const seconds = Number(retryAfter);
+  const when = Number.isInteger(seconds) && seconds > 0 ? `in ${seconds} s` : 'in a moment';
+  return `Too many messages in a row: try again ${when}. The message is still in the box.`;
+}
+
 // How long a post may take; a test may shorten it with <form data-timeout>.
 function postTimeout() {
   return Number(form.dataset.timeout) || POST_TIMEOUT_MS;
@@ -215,6 +223,8 @@ form.addEventListener('submit', async (event) => {
     });
     if (response.ok) {
       if (messageInput.value === text) messageInput.value = '';
+    } else if (response.status === 429) {
+      showError(tooFast(response.headers.get('Retry-After')));
     } else {
       showError(POST_ERRORS[response.status] ?? `The server refused the message (HTTP ${response.status}).`);
     }

@@ -458,3 +458,38 @@ async def test_ticker_reader_behind_gets_only_the_newest_price(get, app):
     assert await stream.chunk() == b"id: 102\ndata: 101.99\n\n"
     assert await stream.silent(0.2), "the 99 prices in between are never sent"
     await stream.close()
+
+
+# Shutdown --------------------------------------------------------------------
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("path", ["/chat/events", "/ticker"])
+@pytest.mark.parametrize("drain_retry", [pytest.param(ms, marks=pytest.mark.settings(drain_retry=ms)) for ms in (0, 800)])
+async def test_a_stream_ended_at_shutdown_is_told_to_come_back_sooner_with_drain_retry(get, app, path, drain_retry):
+    client = await get(path)
+    await client.until(RETRY)
+    await app.clients.release_all(timeout=1.0)
+    response = await client.finish()
+    retries = [int(ms) for ms in re.findall(rb"retry: (\d+)\n\n", response.body)]
+    if drain_retry:  # the last thing before the end
+        assert len(retries) == 2 and response.body.endswith(b"retry: %d\n\n" % retries[1]), response.body
+        assert 0 <= retries[1] <= drain_retry
+    else:
+        assert retries == [2000], response.body
+
+
+@pytest.mark.gen_test
+async def test_release_all_spreads_the_ends_over_its_window(get, app):
+    clients = [await get("/ticker") for _ in range(20)]
+    for client in clients:
+        await client.until(b"data: ")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    ended: list[float] = []
+    for client in clients:
+        client_done = asyncio.ensure_future(client.finish(timeout=5))
+        client_done.add_done_callback(lambda _f: ended.append(loop.time() - started))
+    await app.clients.release_all(timeout=2.0, spread=0.5)
+    await wait_until_async(lambda: len(ended) == 20)
+    # Twenty a second over half a second: ten slices, the last ended 0.45 s after the first.
+    assert max(ended) - min(ended) >= 0.4, sorted(ended)

@@ -181,3 +181,26 @@ async def test_a_503_at_max_clients_under_chat_is_not_cached(get, path):
     response = await (await get(path)).finish()
     plain_refusal(response, 503, "try again later")
     assert response.headers["Retry-After"] == "5"
+
+
+# --- posting too fast: 429 ---------------------------------------------------------------
+
+@pytest.mark.settings(post_rate=0.5, post_burst=2)
+@pytest.mark.gen_test
+async def test_past_its_burst_an_address_gets_429_with_retry_after_and_nothing_is_stored(post, app):
+    for text in (b"one", b"two"):
+        assert (await post(b"message=" + text, FORM)).status == 200
+    response = await post(b"message=three", FORM)
+    plain_refusal(response, 429, "more than 0.5 posts a second from one address; try again in 2 s")
+    assert response.headers["Retry-After"] == "2"  # whole seconds until the next token
+    assert app.history.count == 2 and app.history.since(0) == ["one", "two"]
+    # Refused before its body is read, so before it can be found malformed.
+    plain_refusal(await post(b"", {}), 429, "try again in 2 s")
+
+
+@pytest.mark.settings(post_rate=0)
+@pytest.mark.gen_test
+async def test_post_rate_0_lets_every_post_through(post, app):
+    for n in range(40):
+        assert (await post(b"message=%d" % n, FORM)).status == 200
+    assert app.history.count == 40

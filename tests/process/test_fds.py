@@ -57,7 +57,7 @@ def test_clients_leaving_while_events_are_published_cause_no_error_and_no_leak()
     hundreds of streams close and reset at once. A stream whose socket
     closed a moment ago must not be written to, nor break the publish
     for the readers after it (or the POST that published)."""
-    with ServerProcess("--tick-interval=0.002", "--keepalive=60", "--poll-timeout=60") as server:
+    with ServerProcess("--tick-interval=0.002", "--keepalive=60", "--poll-timeout=60", "--post-rate=0") as server:
         fds_before = settled_fds(server.pid)
         posting = threading.Event()
         answers: list = []

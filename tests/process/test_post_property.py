@@ -28,7 +28,8 @@ from tests.client import fetch
 from tests.server import QUIET, ServerProcess
 
 MAX_BODY, MAX_MESSAGE = 1024, 40
-FLAGS = (f"--max-body={MAX_BODY}", f"--max-message={MAX_MESSAGE}", *QUIET)
+# Hundreds of posts from one address: no post rate here (tests/process/test_post_rate.py has it).
+FLAGS = (f"--max-body={MAX_BODY}", f"--max-message={MAX_MESSAGE}", "--post-rate=0", *QUIET)
 URLENCODED, MULTIPART = "application/x-www-form-urlencoded", "multipart/form-data"
 
 # Each flaw makes a multipart body malformed; the reader must say 400.

@@ -24,7 +24,8 @@ from tests.redis_server import RedisServer
 from tests.server import NO_JITTER, ROOT, ServerProcess
 
 # Short timers: a move every 0.2 s, a keep-alive every 0.3 s.
-FAST = ("--tick-interval=0.2", "--keepalive=0.3", "--poll-timeout=10", NO_JITTER)
+# Dozens of posts from one address, as fast as they go: no post rate.
+FAST = ("--tick-interval=0.2", "--keepalive=0.3", "--poll-timeout=10", NO_JITTER, "--post-rate=0")
 
 
 @pytest.fixture

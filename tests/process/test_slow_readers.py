@@ -51,7 +51,8 @@ def test_stalled_chat_readers_are_dropped_then_resume_by_their_id_losing_nothing
     per reader, and RSS shows it."""
     readers, messages, size = 10, 2000, 2048
     texts = [f"{n:05d} " + "x" * (size - 6) for n in range(messages)]
-    flags = (f"--history={messages}", f"--max-message={size}", "--tick-interval=3600", "--keepalive=60", NO_JITTER)
+    flags = (f"--history={messages}", f"--max-message={size}", "--tick-interval=3600", "--keepalive=60", NO_JITTER,
+             "--post-rate=0")  # thousands of posts from one address
     with ServerProcess(*flags) as server:
         stalled = [Client(server.port, "/chat/events", stalled=True) for _ in range(readers)]
         try:
@@ -152,7 +153,7 @@ def test_a_backlog_longer_than_one_write_is_replayed_whole_without_waiting_for_n
     worth (64 KiB) gets all of it at once, not one write per later event."""
     messages = 300
     texts = [f"{n:04d} " + "y" * 1019 for n in range(messages)]  # 300 KiB in all
-    with ServerProcess(f"--history={messages}", *QUIET) as server:
+    with ServerProcess(f"--history={messages}", "--post-rate=0", *QUIET) as server:
         post_many(server.port, texts, connections=1)
         for path, headers, first in [("/chat/events", {}, 0), ("/chat/events", {"Last-Event-ID": "37"}, 37),
                                      ("/chat/events", FALLBACK, 0)]:
