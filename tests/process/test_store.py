@@ -19,7 +19,8 @@ import pytest
 from tests.client import FALLBACK, Client
 from tests.server import NO_JITTER, ROOT, ServerProcess
 
-FLAGS = ("--tick-interval=3600", "--keepalive=60", "--poll-timeout=60", NO_JITTER)
+# Dozens of posts from one address, as fast as they go: no post rate.
+FLAGS = ("--tick-interval=3600", "--keepalive=60", "--poll-timeout=60", NO_JITTER, "--post-rate=0")
 
 
 def post(server: ServerProcess, message: str) -> int:
