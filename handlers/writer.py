@@ -32,8 +32,9 @@ class PlainWriter:
         return handler.flush()
 
     def send(self, handler: tornado.web.RequestHandler, data: bytes) -> Optional[asyncio.Future]:
-        """The next piece of a started stream, with no write in flight; the
-        future of the write, or None if the socket took it all at once."""
+        """The next piece of a started stream, with no write in flight: the
+        future of the write (a writer that sees the socket take it all at
+        once may return None instead)."""
         handler.write(data)
         return handler.flush()
 
