@@ -77,7 +77,7 @@ OUR_SERVERS = (OURS, OURS_PLAIN)  # app.py, started from --app with --ours-flags
 # The other frameworks, whose figures the goals hold ours to; tornado-bare is
 # a baseline beside them in the tables, never a goal.
 PEERS = ("sse-starlette", "aiohttp-sse")
-SCENARIOS = ("ticker", "chat", "redis", "restart")
+SCENARIOS = ("ticker", "chat", "redis", "restart", "store")
 # The restart scenario: our server restarted under N EventSource clients, once
 # per row, back to back. The flags are passed only when app.py has them.
 RESTART_RUNS = [("jitter off", ["--retry-jitter=0"]), ("default", [])]
@@ -1029,7 +1029,8 @@ def parse_args(argv=None):
     parser.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS),
                         help="redis: our ticker on one process and on two sharing it through Redis "
                              "(docs/bench-redis.md); restart: our server restarted under N browsers "
-                             "(docs/bench-restart.md)")
+                             "(docs/bench-restart.md); store: the chat on SQLite against :memory: "
+                             "(bench/store.py, docs/bench-store.md)")
     parser.add_argument("--restart-n", type=int, nargs="+",
                         help=f"N for the restart scenario (default {' '.join(map(str, RESTART_N))}, or --n when given)")
     parser.add_argument("--restart-min-id", type=int, default=20,
@@ -1088,6 +1089,10 @@ def main(argv=None) -> None:
     if report.get("redis_results"):
         (args.out / "bench-redis.md").write_text(redis_markdown(report))
         print(f"wrote {args.out / 'bench-redis.md'}")
+    if "store" in args.scenarios and not args.report_only:
+        # Its own script and page: two stores of ours, not servers side by side.
+        subprocess.run([sys.executable, str(BENCH / "store.py"), "--out", str(args.out),
+                        "--server-cpu", str(args.server_cpu), "--client-cpu", str(args.client_cpu)], check=True)
     if main_run:
         found, ns = figures(report), sorted(report["settings"]["n"])
         print("\n".join(ratio_tables(found, ns, report["settings"]["servers"]) + goal_lines(found, max(ns))))
