@@ -25,8 +25,8 @@ from comet.engine import open_engine
 from comet.metrics import Metrics
 from comet.ratelimit import PostRate
 from handlers.base import log_request
-from handlers.metrics import metrics_app
 from handlers.chat import ChatNotFoundHandler, EventsHandler, GetHandler, PostHandler, SharedAnswer, SinceHandler
+from handlers.metrics import metrics_app
 from handlers.pages import NotFoundHandler, PageHandler, StaticFiles, StatusHandler
 from handlers.ticker import TickerHandler
 
