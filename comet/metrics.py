@@ -76,7 +76,10 @@ class Metrics:
         ``started``: the streams wrote theirs already, the woken polls write
         theirs in the callbacks the wake-up queued, so the publish is timed
         from the callback queued after them."""
-        asyncio.get_running_loop().call_soon(self._observe, started)
+        try:
+            asyncio.get_running_loop().call_soon(self._observe, started)
+        except RuntimeError:  # published outside the loop (a script filling a history): nothing is woken
+            self._observe(started)
 
     def _observe(self, started: float) -> None:
         self.publish_seconds.observe(time.perf_counter() - started)

@@ -57,7 +57,22 @@ def server() -> Iterator[ServerProcess]:
         yield server
 
 
+def listening_addresses(port: int) -> set[str]:
+    """The addresses a TCP socket listens on at ``port`` here (/proc/net/tcp
+    and tcp6: address:port in hex, state 0A is LISTEN)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as rows:
+            for row in list(rows)[1:]:
+                local, state = row.split()[1], row.split()[3]
+                address, _, hex_port = local.rpartition(":")
+                if state == "0A" and int(hex_port, 16) == port:
+                    found.add(address)
+    return found
+
+
 def test_metrics_are_served_on_their_own_loopback_port_only(server):
+    assert listening_addresses(server.metrics_port) == {"0100007F"}  # 127.0.0.1, and nowhere else
     assert fetch(server.port, "/metrics")[0] == 404  # never on the site's port
     assert fetch(server.metrics_port, "/status")[0] == 404
     assert fetch(server.metrics_port, "/metrics", "POST", b"x=1", FORM)[0] == 405
