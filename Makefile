@@ -22,7 +22,13 @@ run: $(VENV)/.run-deps  ## serve on http://127.0.0.1:8888/ (flags: make run ARGS
 system-deps:  ## chromium, chromium-driver, nginx and redis-server, from Debian, when missing
 	bash scripts/system-deps.sh
 
-test: $(VENV)/.test-deps system-deps  ## every test, the browser ones included
+# axe-core, which the browser tests inject into each page (package.json,
+# pinned by package-lock.json); npm writes this marker when it installs.
+node_modules/.package-lock.json: package.json package-lock.json | system-deps
+	npm ci --no-audit --no-fund
+
+test: $(VENV)/.test-deps system-deps node_modules/.package-lock.json  ## every test, the browser ones included
+	node --test tests/js
 	$(PY) -m pytest $(ARGS)
 
 test-fast: $(VENV)/.test-deps  ## everything but the browser tests

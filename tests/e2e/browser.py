@@ -266,3 +266,34 @@ def history(url: str) -> list[str]:
     """Every message the server has, oldest first (GET /chat/since/FIRST)."""
     first = get_json(f"{url}status")["chat"]["first"]
     return get_json(f"{url}chat/since/{first}")["messages"]
+
+
+# --- Accessibility -----------------------------------------------------
+
+# axe-core from node_modules (package.json pins it; `make test` installs it
+# with `npm ci`), never from a CDN. It is injected with execute_script, so
+# the page's Content-Security-Policy (script-src 'self') does not stop it.
+AXE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                   "node_modules", "axe-core", "axe.min.js")
+
+RUN_AXE = """
+const done = arguments[arguments.length - 1];
+axe.run(document, { resultTypes: ['violations'] })
+  .then((results) => done(results.violations.map((v) => ({
+    id: v.id, impact: v.impact, help: v.help,
+    targets: v.nodes.map((node) => node.target.join(' ')),
+  }))))
+  .catch((error) => done([{ id: 'axe-error', impact: 'critical', help: String(error), targets: [] }]));
+"""
+
+
+def axe_violations(driver: webdriver.Chrome) -> list[str]:
+    """What axe-core finds wrong with the page as it is now, one line each
+    (rule, impact, what it asks, where); empty when nothing."""
+    if not os.path.exists(AXE):
+        raise BrowserMissing(f"{AXE} is missing: run `npm ci` (make test does)")
+    with open(AXE, encoding="utf-8") as source:
+        driver.execute_script(source.read())
+    driver.set_script_timeout(30)
+    found = driver.execute_async_script(RUN_AXE)
+    return [f"{v['id']} ({v['impact']}): {v['help']} at {', '.join(v['targets'])}" for v in found]
