@@ -3,9 +3,11 @@
 // tutorial teaches: a held GET /chat/get/5 answered 3.2 s later, the id a
 // reconnect resumes from, the wait before a retry and why.
 //
-// Watching must never slow the stream. While the panel is closed a record
-// costs one short string in a list of at most 50, and no DOM work; the
-// list is drawn when the panel opens, then one <li> per record.
+// The lines are the connection's `wire` records (connection.js): every
+// layer says what it did in a few words, and this view only keeps and draws
+// them. Watching must never slow the stream: while the panel is closed a
+// record costs one short string in a list of at most 50, and no DOM work;
+// the list is drawn when the panel opens, then one <li> per record.
 
 export const WIRE_LENGTH = 50; // lines kept, and shown
 
@@ -31,84 +33,34 @@ export class WireLog {
   }
 }
 
+// --- Wording, for the layers that say `wire` records ---------------------
+
 /** `ms` as people read a wait or a hold: `850 ms`, `3.2 s`. */
 export function duration(ms) {
   return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`;
 }
 
-/** An event's data on one short line: line breaks shown as ⏎, long data cut. */
-function shortData(data) {
-  const line = String(data).replace(/\r\n|\r|\n/g, '⏎');
-  return line.length > DATA_SHOWN ? `${line.slice(0, DATA_SHOWN - 1)}…` : line;
+/**
+ * An event as the stream sent it, on one short line: `id: 7 data: 101.25`,
+ * `event: reset id: e:3 data: 3`. Line breaks in the data show as ⏎, and
+ * long data is cut.
+ */
+export function eventLine({ type, data, lastEventId }) {
+  const line = String(data ?? '').replace(/\r\n|\r|\n/g, '⏎');
+  const shown = line.length > DATA_SHOWN ? `${line.slice(0, DATA_SHOWN - 1)}…` : line;
+  const kind = type && type !== 'message' ? `event: ${type} ` : '';
+  const id = lastEventId ? `id: ${lastEventId} ` : '';
+  return `${kind}${id}data: ${shown}`;
 }
+
+// --- The view ---------------------------------------------------------------
 
 /**
- * One record of the connection's `wire` kind as a line of text. The records:
- *   {what: 'request', method, url, cursor?, lastEventId?}  a request went out
- *   {what: 'answer', method, url, status, ms}               it was answered
- *   {what: 'failure', method?, url?, error, ms?}             it failed (network, timeout)
- *   {what: 'open', url, lastEventId?}                       a native EventSource was opened
- *   {what: 'opened', url}                                   ... and its response started
- *   {what: 'event', type, id?, data}                        an event arrived
- *   {what: 'wait', ms, why}                                 the next try comes after ms
- *   {what: 'switch', to, why}                               another transport from now on
- *   {what: 'handover', role, lastEventId?}                  the tabs' leader changed
- *   {what: 'closed', why}                                   the page closed the connection
- * `relayed: true` marks a record the leader tab relayed to this one.
+ * Keeps what `connection` says of kind `wire` in `log`, and shows it in
+ * `details` (the <details id="wire">, whose list is its <ul>) while that is
+ * open. Returns what stops listening.
  */
-export function describe(record) {
-  const line = describeOwn(record);
-  return record.relayed ? `relayed · ${line}` : line;
-}
-
-function describeOwn(record) {
-  switch (record.what) {
-    case 'request': {
-      const carried = record.lastEventId !== undefined && record.lastEventId !== null
-        ? ` · Last-Event-ID: ${record.lastEventId || '(none)'}`
-        : record.cursor !== undefined && record.cursor !== null ? ` · cursor ${record.cursor}` : '';
-      return `→ ${record.method ?? 'GET'} ${record.url}${carried}`;
-    }
-    case 'answer': {
-      const held = record.ms >= 1000 ? ` · held ${duration(record.ms)}` : '';
-      return `← ${record.status} ${record.url}${held}`;
-    }
-    case 'failure': {
-      const after = record.ms !== undefined ? ` after ${duration(record.ms)}` : '';
-      return `✕ ${record.url ? `${record.url}: ` : ''}${record.error}${after}`;
-    }
-    case 'open': {
-      const from = record.lastEventId ? ` · resumes from id ${record.lastEventId}` : '';
-      return `→ new EventSource(${record.url})${from}`;
-    }
-    case 'opened':
-      return `← open ${record.url}`;
-    case 'event': {
-      const type = record.type && record.type !== 'message' ? `event: ${record.type} ` : '';
-      const id = record.id ? `id: ${record.id} ` : '';
-      return `${type}${id}data: ${shortData(record.data ?? '')}`;
-    }
-    case 'wait':
-      return `… wait ${duration(record.ms)} (${record.why})`;
-    case 'switch':
-      return `⇄ switched to ${record.to}: ${record.why}`;
-    case 'handover': {
-      const from = record.lastEventId ? `, resuming from id ${record.lastEventId}` : '';
-      return `⇄ this tab is now the ${record.role}${from}`;
-    }
-    case 'closed':
-      return `✕ closed: ${record.why}`;
-    default:
-      return String(record.what);
-  }
-}
-
-/**
- * Shows `log` in `details` (the <details id="wire">), whose list is its
- * <ul>: `show(record)` keeps a record and, only while the panel is open,
- * draws it. Opening draws what is kept.
- */
-export function wireView(details, log = new WireLog()) {
+export function showWire(details, connection, log = new WireLog()) {
   const list = details.querySelector('ul');
 
   function item(line) {
@@ -117,16 +69,23 @@ export function wireView(details, log = new WireLog()) {
     return li;
   }
 
-  details.addEventListener('toggle', () => {
-    if (details.open) list.replaceChildren(...log.lines.map(item));
-    else list.replaceChildren(); // closed, the panel keeps no DOM up to date
-  });
+  function toggled() {
+    // Closed, the panel keeps nothing up to date; opened, it starts afresh.
+    list.replaceChildren(...(details.open ? log.lines.map(item) : []));
+  }
 
-  return function show(record) {
-    const line = describe(record);
+  function said({ detail: line }) {
     log.add(line);
     if (!details.open) return;
     list.prepend(item(line));
     while (list.childElementCount > log.length) list.lastElementChild.remove();
+  }
+
+  details.addEventListener('toggle', toggled);
+  connection.addEventListener('wire', said);
+  toggled();
+  return () => {
+    details.removeEventListener('toggle', toggled);
+    connection.removeEventListener('wire', said);
   };
 }
