@@ -297,3 +297,35 @@ def axe_violations(driver: webdriver.Chrome) -> list[str]:
     driver.set_script_timeout(30)
     found = driver.execute_async_script(RUN_AXE)
     return [f"{v['id']} ({v['impact']}): {v['help']} at {', '.join(v['targets'])}" for v in found]
+
+
+# --- On the wire -------------------------------------------------------
+
+WIRE_LINES = "#wire li"
+
+
+def open_wire(driver: webdriver.Chrome) -> None:
+    """Open the page's "On the wire" panel, as a reader does: a click on its summary."""
+    driver.find_element(By.CSS_SELECTOR, "#wire summary").click()
+    wait_until(lambda d: d.execute_script("return document.getElementById('wire').open"),
+               "On the wire did not open", driver=driver)
+
+
+def wire_lines(driver: webdriver.Chrome) -> list[str]:
+    """What "On the wire" shows, newest first."""
+    return texts(driver, WIRE_LINES)
+
+
+def wait_for_wire(driver: webdriver.Chrome, found: Callable[[list[str]], T], message: str,
+                  timeout: float = TIMEOUT) -> T:
+    """The first truthy ``found(lines)`` of what the open panel shows, within ``timeout`` s."""
+    last: list[list[str]] = [[]]
+
+    def condition(driver):
+        last[0] = wire_lines(driver)
+        return found(last[0])
+
+    try:
+        return wait_until(condition, message, timeout, driver)
+    except Exception as error:
+        raise AssertionError(f"{message}; On the wire shows: {last[0][:12]}") from error
