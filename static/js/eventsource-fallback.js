@@ -108,7 +108,9 @@ function parseEventStream(text, { lastEventId = '', reconnectionTime = 2000 } = 
  * reconnection time. Unlike a native EventSource, the `error` that closes it
  * tells why: `event.status` (the HTTP status) and `event.retryAfter` (the
  * answer's Retry-After header, or null), so a page can choose when to try
- * again.
+ * again. And unlike a native one it can show its requests: `onwire`, when
+ * set, is called with a short line of text for each request, how it ended
+ * and each wait before the next (the pages' "On the wire" panel).
  */
 class LongPollEventSource extends EventTarget {
   #url;
@@ -124,6 +126,7 @@ class LongPollEventSource extends EventTarget {
     this.onopen = null;
     this.onmessage = null;
     this.onerror = null;
+    this.onwire = null;
     for (const type of ['open', 'message', 'error']) {
       this.addEventListener(type, (event) => this['on' + type]?.call(this, event));
     }
@@ -148,19 +151,32 @@ class LongPollEventSource extends EventTarget {
     };
     // After an empty `id:` the source holds no ID, and sends none.
     if (this.#lastEventId !== '') headers['Last-Event-ID'] = this.#lastEventId;
+    const { pathname: path, searchParams } = new URL(this.#url);
+    const fromQuery = searchParams.get('lastEventId'); // a page's way to resume a new source
+    this.#wire(`→ GET ${path} · ` + (this.#lastEventId !== '' ? `Last-Event-ID: ${this.#lastEventId}`
+      : fromQuery !== null ? `?lastEventId=${fromQuery}` : 'no Last-Event-ID'));
+    const sent = Date.now();
 
     this.#request = new AbortController();
     let response, body;
     try {
       response = await fetch(this.#url, { headers, cache: 'no-store', signal: this.#request.signal });
       if (response.status !== 200 || !isEventStream(response)) {
+        const retryAfter = response.headers.get('Retry-After');
+        this.#wire(`← ${response.status} ${path} · after ${LongPollEventSource.#duration(Date.now() - sent)}` +
+          (retryAfter === null ? '' : ` · Retry-After: ${retryAfter}`));
         this.#fail(response);
         return;
       }
       this.#announce();
       // Decode without dropping a BOM: the parser drops exactly one.
       body = new TextDecoder('utf-8', { ignoreBOM: true }).decode(await response.arrayBuffer());
+      this.#wire(`← 200 ${path} · held ${LongPollEventSource.#duration(Date.now() - sent)}`);
     } catch {
+      if (this.#readyState !== this.CLOSED) {
+        this.#wire(`✕ ${path}: network error after ${LongPollEventSource.#duration(Date.now() - sent)}` +
+          ` · next try in ${LongPollEventSource.#duration(this.#reconnectionTime)} (retry: ${this.#reconnectionTime})`);
+      }
       this.#reconnect(); // a network error, or close() aborting us
       return;
     }
@@ -211,6 +227,15 @@ class LongPollEventSource extends EventTarget {
     this.#timer = setTimeout(() => this.#poll(), this.#reconnectionTime);
   }
   // end tutorial: reconnect
+
+  #wire(line) {
+    this.onwire?.call(this, line);
+  }
+
+  // A hold or a wait as people read it: `850 ms`, `3.2 s`.
+  static #duration(ms) {
+    return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`;
+  }
 }
 
 // The readyState constants, read-only on the constructor and on instances,
