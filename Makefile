@@ -27,12 +27,15 @@ system-deps:  ## chromium, chromium-driver, nginx and redis-server, from Debian,
 node_modules/.package-lock.json: package.json package-lock.json | system-deps
 	npm ci --no-audit --no-fund
 
+# The browser modules' pure logic (tests/js) runs under Node's own test
+# runner first: a second, no browser needed.
 test: $(VENV)/.test-deps system-deps node_modules/.package-lock.json  ## every test, the browser ones included
-	node --test tests/js
+	node --test --test-reporter=spec tests/js/*.test.mjs
 	$(PY) -m pytest $(ARGS)
 
 test-fast: $(VENV)/.test-deps  ## everything but the browser tests
 	NO_BROWSER=1 bash scripts/system-deps.sh
+	node --test --test-reporter=spec tests/js/*.test.mjs
 	$(PY) -m pytest --ignore=tests/e2e $(ARGS)
 
 screenshots: $(VENV)/.test-deps system-deps  ## docs/*.png, from a real browser

@@ -5,6 +5,7 @@
 #   redis-server                (tests/process/test_redis.py: several app processes sharing one Redis)
 #   openssl                     (tests/e2e/test_tabs_http2.py: a throwaway certificate for nginx's HTTP/2)
 #   curl                        (tests/process/test_tutorial_curl.py: every curl of docs/tutorial.md)
+#   nodejs                      (tests/js: the browser modules' logic under `node --test`)
 #   npm                         (installs axe-core, which tests/e2e/test_accessibility.py runs in each page)
 # Needs root and apt-get; otherwise says exactly what to install and fails.
 set -euo pipefail
@@ -18,6 +19,7 @@ fi
 [ -x /usr/bin/redis-server ] || missing+=(redis-server)
 [ -x /usr/bin/openssl ] || missing+=(openssl)
 [ -x /usr/bin/curl ] || missing+=(curl)
+[ -x /usr/bin/node ] || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 [ ${#missing[@]} -eq 0 ] && exit 0
 

@@ -5,7 +5,10 @@
 // Both carry ids `E:N+1`: E the history's epoch, N the message's number.
 // page.js reopens either after a failure, resuming by the last id, and
 // shares it with the site's other chat tabs.
-'use strict';
+import { ChatOrder, chatMessage, parseChatId } from './chat-order.js';
+import { Connection, listen } from './connection.js';
+import { showStream } from './page.js';
+import { streamAttempt } from './transport.js';
 
 const POST_TIMEOUT_MS = 10000; // a post unanswered this long is given up
 
@@ -16,40 +19,14 @@ const messageInput = document.getElementById('message');
 const sendButton = document.getElementById('send');
 const errorText = document.getElementById('error');
 
-// What the list shows: messages up to `next - 1` of the history `epoch`
-// (null before the first). An event for a number below `next` in the same
-// epoch is one the list has already (a replay after a hand-over between
-// tabs, or a catch-up overlapping the stream): it is skipped.
-let epoch = null;
-let next = null;
+const order = new ChatOrder();
 let pending = null; // events held back while a follower catches up
 
-/** An id `E:k` as [E, k]; a bare `k` (a server without epochs) has E ''. */
-function parseChatId(id) {
-  const colon = id.lastIndexOf(':');
-  return [colon < 0 ? '' : id.slice(0, colon), Number(id.slice(colon + 1))];
-}
-
-function chatMessage(epochOfIt, number, text) {
-  return { type: 'message', data: text, lastEventId: `${epochOfIt}:${number + 1}` };
-}
-
-function receive({ type, data, lastEventId }) {
-  const [eventEpoch, id] = parseChatId(lastEventId);
-  if (type === 'reset') {
-    // The server no longer has what our id points to: it restarted (another
-    // epoch) or the messages aged out. It replays from `data` on.
-    showReset(Number(data));
-    epoch = eventEpoch;
-    next = Number(data);
-    return;
+function receive(event) {
+  for (const [what, number, text] of order.take(event)) {
+    if (what === 'reset') showReset(number);
+    else showMessage(number, text);
   }
-  const number = id - 1;
-  if (eventEpoch === epoch && number < next) return;
-  if (epoch !== null && eventEpoch !== epoch) showReset(number);
-  epoch = eventEpoch;
-  next = number + 1;
-  showMessage(number, data);
 }
 
 function onevent(event) {
@@ -86,13 +63,12 @@ function showError(text) {
 // stands, while the relayed events wait.
 function catchUp() {
   pending = [];
-  const request = new AbortController();
-  const report = {
-    // null: the catch-up answered; its messages follow, then the loop stops.
-    delivered: (event) => (event ? receive(event) : request.abort()),
-    failed: () => {}, // the relayed events still come; older messages are missing
-  };
-  pollChat(epoch === null ? '' : `${epoch}:${next}`, report, request.signal).finally(() => {
+  const poll = new ChatLongPoll();
+  // 'connected': the catch-up answered; its messages follow, then it stops.
+  // If it fails, the relayed events still come; older messages are missing.
+  const unlisten = listen(poll, { event: receive, status: (state) => state === 'connected' && poll.close() });
+  poll.open(order.lastEventId).finally(() => {
+    unlisten();
     const held = pending;
     pending = null;
     held.forEach(receive);
@@ -101,14 +77,23 @@ function catchUp() {
 
 // --- Long polling: the tutorial's loop ----------------------------------
 
-function chatLongPoll(lastEventId, report) {
-  const request = new AbortController();
-  pollChat(lastEventId, report, request.signal);
-  return () => request.abort();
+/** The loop below as a Connection, for KeepOpen: one attempt per open(). */
+class ChatLongPoll extends Connection {
+  #request = null;
+  retryAfter = null;
+
+  open(lastEventId = '') {
+    this.#request = new AbortController();
+    return pollChat(lastEventId, this, this.#request.signal);
+  }
+
+  close() {
+    this.#request?.abort();
+  }
 }
 
 // tutorial: poll-loop
-async function pollChat(lastEventId, report, signal) {
+async function pollChat(lastEventId, connection, signal) {
   // Resume where the id points: message `cursor` of the history `held`.
   let [held, cursor] = lastEventId === '' ? [null, null] : parseChatId(lastEventId);
   let catchingUp = true; // ask /chat/since/ for all we missed, then go one by one
@@ -125,29 +110,33 @@ async function pollChat(lastEventId, report, signal) {
         const first = response.headers.get('X-First-Message');
         if (first === null) throw new Error(`HTTP ${response.status} without X-First-Message`);
         held = response.headers.get('X-Chat-Epoch') ?? '';
-        if (cursor !== null) report.delivered({ type: 'reset', data: first, lastEventId: `${held}:${first}` });
+        if (cursor !== null) connection.say('event', { type: 'reset', data: first, lastEventId: `${held}:${first}` });
         cursor = Number(first);
         catchingUp = true;
       } else if (response.status === 200 && catchingUp) {
         const since = await response.json();
         held = since.epoch ?? '';
-        report.delivered(null); // live: a poll the server holds counts as connected
-        since.messages.forEach((text, i) => report.delivered(chatMessage(held, since.next - since.messages.length + i, text)));
+        connection.say('status', 'connected'); // a poll the server holds counts as connected
+        since.messages.forEach((text, i) => connection.say('event', chatMessage(held, since.next - since.messages.length + i, text)));
         cursor = since.next;
         catchingUp = false;
       } else if (response.status === 200) {
-        report.delivered(chatMessage(held, cursor, await readText(response)));
+        connection.say('event', chatMessage(held, cursor, await readText(response)));
         cursor += 1;
       } else if (response.status !== 204) {
         // (204: the server held the poll until its timeout; ask again.)
         // Anything else (a proxy's 502 while the app restarts, a 503 at
-        // the cap): page.js opens the loop again after a backoff.
-        report.failed(response.headers.get('Retry-After'));
+        // the cap): KeepOpen (recovery.js) opens the loop again after a backoff.
+        connection.retryAfter = response.headers.get('Retry-After');
+        connection.say('status', 'closed');
         return;
       }
     }
   } catch {
-    if (!signal.aborted) report.failed(null); // a network error
+    if (!signal.aborted) {
+      connection.retryAfter = null;
+      connection.say('status', 'closed'); // a network error
+    }
   }
 }
 // end tutorial: poll-loop
@@ -164,7 +153,7 @@ showStream({
   stream: '/chat',
   attempts: {
     eventsource: streamAttempt('/chat/events', { transport: 'eventsource', types: ['message', 'reset'] }),
-    longpoll: chatLongPoll,
+    longpoll: () => new ChatLongPoll(),
   },
   onevent,
   onrole: (role) => {

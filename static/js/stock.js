@@ -1,7 +1,8 @@
 // The stock page: the newest price from /ticker, and a chart of the recent
 // ones. The same code runs over a native EventSource or a LongPollEventSource:
 // that is the point of the fallback.
-'use strict';
+import { showStream } from './page.js';
+import { streamAttempt } from './transport.js';
 
 const CHART_LENGTH = 60; // prices kept for the chart
 const CHART_MARGIN = 8; // px of the viewBox kept free above and below the line
@@ -48,7 +49,7 @@ function drawChart() {
 
 // tutorial: stock-connect
 // The price stream, over a native EventSource or the long-poll fallback;
-// page.js chooses, reconnects, and shares it with the other tabs.
+// page.js chooses, KeepOpen reconnects, tabs.js shares it with the other tabs.
 showStream({
   stream: '/ticker',
   attempts: {

@@ -21,6 +21,7 @@ class Page(HTMLParser):
         self.by_id: dict[str, tuple[str, dict]] = {}
         self.links: list[str] = []
         self.scripts: list[str] = []
+        self.script_types: list[str] = []  # of each script in `scripts`: "classic" or "module"
         self.stylesheets: list[str] = []
         self.inline: list[str] = []
         self._in_script = False
@@ -36,6 +37,7 @@ class Page(HTMLParser):
             self._in_script = True
             if attrs.get("src"):
                 self.scripts.append(attrs["src"])
+                self.script_types.append("module" if attrs.get("type") == "module" else "classic")
         if tag == "link" and "stylesheet" in (attrs.get("rel") or "").split():
             self.stylesheets.append(attrs["href"])
         if tag == "style" or "style" in attrs:
@@ -97,10 +99,13 @@ async def test_chat_message_is_a_text_input_and_send_a_button(http_client, url):
 
 @pytest.mark.parametrize("path", ["/chat", "/stock"])
 @pytest.mark.gen_test
-async def test_page_loads_the_fallback_script(http_client, url, path):
-    scripts = [urlsplit(src).path for src in (await page(http_client, url, path)).scripts]
-    assert "/static/js/eventsource-fallback.js" in scripts and "/static/js/page.js" in scripts
-    assert scripts.index("/static/js/eventsource-fallback.js") < scripts.index("/static/js/page.js")
+async def test_page_loads_the_polyfill_then_one_module(http_client, url, path):
+    """The polyfill, a classic script that defines LongPollEventSource, runs
+    first; then the page's one entry module, which imports what it needs."""
+    found = await page(http_client, url, path)
+    scripts = [urlsplit(src).path for src in found.scripts]
+    assert scripts == ["/static/js/eventsource-fallback.js", f"/static/js{path}.js"]
+    assert found.script_types == ["classic", "module"]
 
 
 @pytest.mark.parametrize("path", PAGES)
@@ -146,15 +151,17 @@ async def test_page_csp_allows_only_its_own_scripts_and_styles(http_client, url,
 @pytest.mark.gen_test
 async def test_fallback_script_is_served(http_client, url):
     """The polyfill and openEventSource (docs/protocol.md §4); choosing a
-    transport and recovering are page.js's."""
+    transport is page.js's, recovering recovery.js's, both ES modules."""
     polyfill = await http_client.fetch(url("/static/js/eventsource-fallback.js"))
     helpers = await http_client.fetch(url("/static/js/page.js"))
-    for response in (polyfill, helpers):
+    recovery = await http_client.fetch(url("/static/js/recovery.js"))
+    for response in (polyfill, helpers, recovery):
         assert response.code == 200
         assert "javascript" in response.headers["Content-Type"]
     assert b"class LongPollEventSource" in polyfill.body and b"function parseEventStream" in polyfill.body
     assert b"function openEventSource" in polyfill.body and b"function openEventSource" not in helpers.body
     assert b"function chooseTransport" in helpers.body and b"chooseTransport" not in polyfill.body
+    assert b"export class KeepOpen" in recovery.body and b"import " not in polyfill.body
 
 
 # X-Content-Type-Options on every answer --------------------------------------------------

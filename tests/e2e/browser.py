@@ -136,7 +136,7 @@ def open_page(driver: webdriver.Chrome, url: str, *scripts: str) -> str:
 # For open_page(): the page's random source always at the middle, so the
 # backoff waits exactly half of each window (0.5, 1, 2, 4 ... s) and a
 # recovery takes a known time. The jitter itself is tested in
-# test_recovery_schedule.py.
+# tests/js/recovery.test.mjs.
 STEADY_RANDOM = "Math.random = () => 0.5;"
 
 

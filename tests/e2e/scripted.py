@@ -5,8 +5,7 @@ browser against bodies and statuses the real server never sends.
 It serves
 
 - ``/``: a blank page that loads the repository's
-  ``static/js/eventsource-fallback.js`` and ``static/js/page.js`` (whose
-  helpers a test may call) and a small harness, ``watch(url,
+  ``static/js/eventsource-fallback.js`` and a small harness, ``watch(url,
   types)``, which opens ``new LongPollEventSource(url)`` and records every
   event it fires (type, data, lastEventId, and the source's readyState at that
   moment) in ``window.__events``;
@@ -42,7 +41,6 @@ PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>LongPollEventSource</title>
 <link rel="icon" href="data:,">
 <script src="/static/js/eventsource-fallback.js"></script>
-<script src="/static/js/page.js"></script>
 <script>
 window.__events = [];
 window.__source = null;

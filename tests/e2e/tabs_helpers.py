@@ -1,7 +1,7 @@
 """What the tab-sharing tests need besides tests/e2e/browser.py.
 
 - ``Harness``: a tiny server for testing ``static/js/tabs.js`` by itself. Its
-  page loads tabs.js with a connection factory of its own: an EventSource on
+  page shares a Connection of its own with tabs.js: an EventSource on
   ``/numbers``, a stream of numbered events that replays from the id it is
   given, so a test can count exactly what every tab shows and how many
   streams the browser holds, without the page's own dedupe in between.
@@ -177,56 +177,69 @@ def close_tab(driver, handle: str, tabs: list[str]) -> None:
 HARNESS_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>tabs.js harness</title>
 <link rel="icon" href="data:,">
-<script src="/static/js/tabs.js"></script>
 </head><body>
 <p>role <b id="role"></b> · status <b id="status"></b> · transport <b id="transport"></b></p>
 <ol id="events"></ol>
-<script>
-'use strict';
+<script type="module">
+import { Connection, listen } from '/static/js/connection.js';
+import { shareConnection } from '/static/js/tabs.js';
+
 // What this tab did: the id each open() got, and each event it showed.
 window.__opened = [];
 window.__shown = [];
 const params = new URLSearchParams(location.search);
 const show = (id) => (value) => { document.getElementById(id).textContent = value; };
 
-// ?slow: every BroadcastChannel message reaches this tab 100 ms late (in
-// order), so the election's news can overtake the channel's.
+// ?slow=MS: every BroadcastChannel message reaches this tab MS late (in
+// order; 100 without a number), so the election's news can overtake the
+// channel's.
+let channel = (name) => new BroadcastChannel(name);
 if (params.has('slow')) {
-  window.BroadcastChannel = class extends BroadcastChannel {
-    set onmessage(handler) {
-      super.onmessage = (event) => setTimeout(() => handler(event), 100);
-    }
+  const late = Number(params.get('slow')) || 100;
+  channel = (name) => {
+    const real = new BroadcastChannel(name);
+    return {
+      postMessage: (message) => real.postMessage(message),
+      close: () => real.close(),
+      set onmessage(handler) {
+        real.onmessage = (event) => setTimeout(() => handler(event), late);
+      },
+    };
   };
 }
 
-// The connection factory of the JS seam, on /numbers.
-function open(lastEventId, emit) {
-  window.__opened.push(lastEventId);
-  emit.status('connecting');
-  emit.transport('eventsource');
-  const source = new EventSource('/numbers?from=' + encodeURIComponent(lastEventId));
-  source.onopen = () => emit.status('connected');
-  source.onerror = () => emit.status('connecting');
-  source.onmessage = (e) => emit.event({ type: e.type, data: e.data, lastEventId: e.lastEventId });
-  return () => source.close();
+// A Connection of the harness's own, on /numbers: no recovery, no dedupe.
+class Numbers extends Connection {
+  open(lastEventId) {
+    window.__opened.push(lastEventId);
+    this.say('status', 'connecting');
+    this.say('transport', 'eventsource');
+    const source = this.source = new EventSource('/numbers?from=' + encodeURIComponent(lastEventId));
+    source.onopen = () => this.say('status', 'connected');
+    source.onerror = () => this.say('status', 'connecting');
+    source.onmessage = (e) => this.say('event', { type: e.type, data: e.data, lastEventId: e.lastEventId });
+  }
+  close() {
+    this.source.close();
+  }
 }
 
-let shared = null;
-function join() {
-  shared = shareConnection('harness|eventsource', open, { share: params.get('share') !== 'off' });
-  shared.onrole = show('role');
-  shared.onstatus = show('status');
-  shared.ontransport = show('transport');
-  shared.onevent = (e) => {
+if (params.get('share') === 'off') show('role')('alone');
+const shared = params.get('share') === 'off' ? new Numbers() : shareConnection('harness|eventsource', new Numbers(), { channel });
+listen(shared, {
+  role: show('role'),
+  status: show('status'),
+  transport: show('transport'),
+  event: (e) => {
     window.__shown.push(e.data);
     const item = document.createElement('li');
     item.textContent = e.data;
     document.getElementById('events').append(item);
-  };
-}
-join();
+  },
+});
+shared.open('');
 addEventListener('pagehide', () => shared.close());
-addEventListener('pageshow', (e) => { if (e.persisted) join(); });
+addEventListener('pageshow', (e) => { if (e.persisted) shared.open(''); });
 </script></body></html>
 """
 

@@ -8,7 +8,7 @@ While the app is away nginx answers 502, which a native EventSource and
 LongPollEventSource treat as final: only the page helper's backoff brings
 them back. The pages here run with their random source at the middle
 (STEADY_RANDOM), so each backoff wait is half its window and the recovery
-time is known; the jitter itself is tested in test_recovery_schedule.py.
+time is known; the jitter itself is tested in tests/js/recovery.test.mjs.
 """
 
 from __future__ import annotations

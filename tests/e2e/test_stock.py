@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.browser import assert_prices, successive_prices, text, watch_prices
+from tests.e2e.browser import assert_prices, successive_prices, text, wait_until, watch_prices
 
 # How the page reached /ticker: one `fetch` entry per finished long poll. A
 # native EventSource request never finishes, so it leaves no `fetch` entry.
@@ -55,3 +55,23 @@ def test_without_eventsource_falls_back_to_longpoll(browser, server):
         assert browser.execute_script(TICKER_FETCHES) >= 3
     finally:
         browser.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": script["identifier"]})
+
+
+GLOBALS = "return Object.getOwnPropertyNames(window);"
+
+
+@pytest.mark.parametrize("page", ["stock", "chat"])
+def test_only_the_polyfill_defines_globals(browser, server, page):
+    # The pages are ES modules: what they define stays in them. The polyfill
+    # is a classic script, as polyfills are, with the contract's globals
+    # (and its parser, which tests/js loads by name). The home page, which
+    # has no script, shows what the window has anyway (the driver's own too,
+    # which its first script leaves behind).
+    browser.get(server.url)
+    assert text(browser, "h1")
+    plain = set(browser.execute_script(GLOBALS))
+    browser.get(f"{server.url}{page}")
+    wait_until(lambda d: text(d, "#status") == "connected", f"/{page} did not connect", driver=browser)
+    assert sorted(set(browser.execute_script(GLOBALS)) - plain) == sorted(
+        ["LongPollEventSource", "openEventSource", "parseEventStream", "isEventStream"]
+    )

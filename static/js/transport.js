@@ -1,0 +1,61 @@
+// One attempt at an event stream, a Connection for KeepOpen (recovery.js):
+// a native EventSource, or the polyfill's LongPollEventSource
+// (eventsource-fallback.js, a classic script loaded before the modules,
+// which defines the global openEventSource).
+import { Connection } from './connection.js';
+
+/**
+ * `streamAttempt(url, {transport, types})` makes attempts at the stream
+ * `url`: each `open(lastEventId)` opens one source resuming there. The id
+ * goes in the `lastEventId` query parameter, which the server reads when
+ * there is no Last-Event-ID header: a new source has none to send. A native
+ * stream asks for heartbeats and says each one as an event, for the
+ * watchdog; a poll answered at all says `connected` (each answer shows the
+ * server is alive).
+ */
+export function streamAttempt(url, { transport, types = ['message'] }) {
+  return () => new StreamAttempt(url, transport, types);
+}
+
+class StreamAttempt extends Connection {
+  #source = null;
+
+  constructor(url, transport, types) {
+    super();
+    this.url = url;
+    this.transport = transport;
+    this.types = types;
+    this.retryAfter = null;
+  }
+
+  open(lastEventId = '') {
+    const native = this.transport === 'eventsource';
+    const target = new URL(this.url, document.baseURI);
+    if (native) target.searchParams.set('heartbeat', '1');
+    if (lastEventId !== '') target.searchParams.set('lastEventId', lastEventId);
+    const source = this.#source = openEventSource(target.pathname + target.search, { transport: this.transport });
+    this.say('wire', `${this.transport} ${target.pathname}` + (lastEventId === '' ? '' : `, from id ${lastEventId}`));
+    source.onopen = native ? () => this.say('wire', 'open') : () => this.say('status', 'connected');
+    for (const type of native ? [...this.types, 'heartbeat'] : this.types) {
+      source.addEventListener(type, (event) => this.say('event', {
+        type: event.type, data: event.data, lastEventId: event.lastEventId,
+      }));
+    }
+    source.onerror = (event) => {
+      // CONNECTING: it retries by itself (a network error). CLOSED: it gave
+      // up (a non-200 answer, a wrong type), and KeepOpen decides.
+      if (source.readyState !== source.CLOSED) {
+        this.say('status', 'connecting');
+        return;
+      }
+      this.retryAfter = event.retryAfter ?? null;
+      this.say('wire', `closed${event.status ? ` by ${event.status}` : ''}`);
+      this.say('status', 'closed');
+    };
+  }
+
+  close() {
+    this.#source?.close();
+    this.#source = null;
+  }
+}
