@@ -9,6 +9,7 @@ import { ChatOrder, chatMessage, parseChatId } from './chat-order.js';
 import { Connection, listen } from './connection.js';
 import { showStream } from './page.js';
 import { streamAttempt } from './transport.js';
+import { duration } from './wire.js';
 
 const POST_TIMEOUT_MS = 10000; // a post unanswered this long is given up
 
@@ -90,6 +91,25 @@ class ChatLongPoll extends Connection {
   close() {
     this.#request?.abort();
   }
+
+  // fetch(), saying on the wire what the loop asked, and when and how the
+  // server answered: a /chat/get/N it held shows for how long.
+  async fetch(url, options) {
+    const path = new URL(url, document.baseURI).pathname;
+    const held = path.startsWith('/chat/get/') ? 'held' : 'after';
+    this.say('wire', `→ GET ${path}`);
+    const sent = Date.now();
+    try {
+      const response = await fetch(url, options);
+      const first = response.headers.get('X-First-Message');
+      this.say('wire', `← ${response.status} ${path} · ${held} ${duration(Date.now() - sent)}` +
+        (first === null ? '' : ` · X-First-Message: ${first}`));
+      return response;
+    } catch (error) {
+      if (!options.signal?.aborted) this.say('wire', `✕ ${path}: network error after ${duration(Date.now() - sent)}`);
+      throw error;
+    }
+  }
 }
 
 // tutorial: poll-loop
@@ -102,7 +122,7 @@ async function pollChat(lastEventId, connection, signal) {
       const path = catchingUp ? `/chat/since/${cursor ?? 0}` : `/chat/get/${cursor}`;
       // With the epoch we hold, a cursor into another history is a 410.
       const query = held ? `?epoch=${encodeURIComponent(held)}` : '';
-      const response = await fetch(path + query, { signal, cache: 'no-store' });
+      const response = await connection.fetch(path + query, { signal, cache: 'no-store' });
       if (response.status === 404 || response.status === 410) {
         // Our cursor is past the end, before the start (aged out), or in
         // another epoch (a restarted server): start again from the first

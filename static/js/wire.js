@@ -5,7 +5,8 @@
 //
 // The lines are the connection's `wire` records (connection.js): every
 // layer says what it did in a few words, and this view only keeps and draws
-// them. Watching must never slow the stream: while the panel is closed a
+// them, with the changes of the tab's role and of the transport that the
+// same connection says. Watching must never slow the stream: while the panel is closed a
 // record costs one short string in a list of at most 50, and no DOM work;
 // the list is drawn when the panel opens, then one <li> per record.
 
@@ -43,22 +44,31 @@ export function duration(ms) {
 /**
  * An event as the stream sent it, on one short line: `id: 7 data: 101.25`,
  * `event: reset id: e:3 data: 3`. Line breaks in the data show as ⏎, and
- * long data is cut.
+ * long data is cut. A heartbeat carries no id (its lastEventId is only the
+ * one the source still holds), so none is shown.
  */
 export function eventLine({ type, data, lastEventId }) {
   const line = String(data ?? '').replace(/\r\n|\r|\n/g, '⏎');
   const shown = line.length > DATA_SHOWN ? `${line.slice(0, DATA_SHOWN - 1)}…` : line;
   const kind = type && type !== 'message' ? `event: ${type} ` : '';
-  const id = lastEventId ? `id: ${lastEventId} ` : '';
+  const id = lastEventId && type !== 'heartbeat' ? `id: ${lastEventId} ` : '';
   return `${kind}${id}data: ${shown}`;
 }
 
 // --- The view ---------------------------------------------------------------
 
+// A change of role, as a line: who holds the connection now.
+const ROLES = {
+  leader: '⇄ this tab is the leader: it holds the connection and relays it to the other tabs',
+  follower: "⇄ this tab follows: another tab holds the connection, and what follows is its records, relayed",
+  alone: '⇄ this tab holds a connection of its own',
+};
+
 /**
- * Keeps what `connection` says of kind `wire` in `log`, and shows it in
- * `details` (the <details id="wire">, whose list is its <ul>) while that is
- * open. Returns what stops listening.
+ * Keeps what `connection` says of kind `wire` (and each change of `role`
+ * and `transport`) in `log`, and shows it in `details` (the
+ * <details id="wire">, whose list is its <ul>) while that is open.
+ * Returns what stops listening.
  */
 export function showWire(details, connection, log = new WireLog()) {
   const list = details.querySelector('ul');
@@ -74,18 +84,31 @@ export function showWire(details, connection, log = new WireLog()) {
     list.replaceChildren(...(details.open ? log.lines.map(item) : []));
   }
 
-  function said({ detail: line }) {
+  function add(line) {
     log.add(line);
     if (!details.open) return;
     list.prepend(item(line));
     while (list.childElementCount > log.length) list.lastElementChild.remove();
   }
 
+  // Role and transport are state, said again and again: a line for each change.
+  const shown = { role: null, transport: null };
+  function changed(kind, value, line) {
+    if (shown[kind] === value) return;
+    shown[kind] = value;
+    add(line);
+  }
+
+  const listeners = {
+    wire: ({ detail }) => add(detail),
+    role: ({ detail }) => changed('role', detail, ROLES[detail] ?? `⇄ role: ${detail}`),
+    transport: ({ detail }) => changed('transport', detail, `⇄ transport: ${detail}`),
+  };
   details.addEventListener('toggle', toggled);
-  connection.addEventListener('wire', said);
+  for (const [kind, listener] of Object.entries(listeners)) connection.addEventListener(kind, listener);
   toggled();
   return () => {
     details.removeEventListener('toggle', toggled);
-    connection.removeEventListener('wire', said);
+    for (const [kind, listener] of Object.entries(listeners)) connection.removeEventListener(kind, listener);
   };
 }

@@ -31,6 +31,7 @@ test('an event shows its id and data, and its type when it is not a message', ()
   assert.equal(eventLine({ type: 'message', lastEventId: '7', data: '101.25' }), 'id: 7 data: 101.25');
   assert.equal(eventLine({ type: 'reset', lastEventId: 'e:3', data: '3' }), 'event: reset id: e:3 data: 3');
   assert.equal(eventLine({ type: 'heartbeat', lastEventId: '', data: '' }), 'event: heartbeat data: ');
+  assert.equal(eventLine({ type: 'heartbeat', lastEventId: '41', data: '' }), 'event: heartbeat data: ');
 });
 
 test('long or multi-line data stays one short line', () => {
@@ -66,8 +67,8 @@ function fakePanel() {
   return { counts, list, details };
 }
 
-function say(connection, line) {
-  const event = new Event('wire');
+function say(connection, line, kind = 'wire') {
+  const event = new Event(kind);
   event.detail = line;
   connection.dispatchEvent(event);
 }
@@ -101,4 +102,20 @@ test('the returned function stops listening', () => {
   stop();
   say(connection, 'not kept');
   assert.deepEqual(list.lines, ['kept']);
+});
+
+test('a change of role or transport is a line; the same again is not', () => {
+  const { list, details } = fakePanel();
+  const connection = new EventTarget();
+  showWire(details, connection);
+  details.toggle();
+  say(connection, 'follower', 'role');
+  say(connection, 'eventsource', 'transport');
+  say(connection, 'eventsource', 'transport');
+  say(connection, 'relayed: id: 3 data: p');
+  say(connection, 'leader', 'role');
+  say(connection, 'longpoll', 'transport');
+  assert.deepEqual(list.lines.map((line) => line.split(':')[0]), [
+    '⇄ transport', '⇄ this tab is the leader', 'relayed', '⇄ transport', '⇄ this tab follows',
+  ]);
 });
