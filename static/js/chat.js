@@ -3,11 +3,11 @@
 //   longpoll     the tutorial's loop: /chat/since/N once, then /chat/get/N,
 //                N+1, ... with resync on 404/410
 // Both carry ids `E:N+1`: E the history's epoch, N the message's number.
-// page.js reopens either after a failure, resuming by the last id, and
-// shares it with the site's other chat tabs.
+// showStream() (page.js) reopens either after a failure, resuming by the
+// last id, and shares it with the site's other chat tabs; this module draws.
 import { ChatOrder, chatMessage, parseChatId } from './chat-order.js';
 import { Connection, listen } from './connection.js';
-import { showStream } from './page.js';
+import { abandonPollAfterMs, showStream } from './page.js';
 import { streamAttempt } from './transport.js';
 import { duration } from './wire.js';
 
@@ -64,7 +64,7 @@ function showError(text) {
 // stands, while the relayed events wait.
 function catchUp() {
   pending = [];
-  const poll = new ChatLongPoll();
+  const poll = new ChatLongPoll(abandonPollAfterMs());
   // 'connected': the catch-up answered; its messages follow, then it stops.
   // If it fails, the relayed events still come; older messages are missing.
   const unlisten = listen(poll, { event: receive, status: (state) => state === 'connected' && poll.close() });
@@ -83,6 +83,11 @@ class ChatLongPoll extends Connection {
   #request = null;
   retryAfter = null;
 
+  constructor(abandonAfterMs) {
+    super();
+    this.abandonAfterMs = abandonAfterMs;
+  }
+
   open(lastEventId = '') {
     this.#request = new AbortController();
     return pollChat(lastEventId, this, this.#request.signal);
@@ -92,21 +97,24 @@ class ChatLongPoll extends Connection {
     this.#request?.abort();
   }
 
-  // fetch(), saying on the wire what the loop asked, and when and how the
-  // server answered: a /chat/get/N it held shows for how long.
-  async fetch(url, options) {
+  // fetchHeld(), saying on the wire what the loop asked, and when and how
+  // the server answered: a /chat/get/N it held shows for how long.
+  async fetchHeld(url, signal) {
     const path = new URL(url, document.baseURI).pathname;
     const held = path.startsWith('/chat/get/') ? 'held' : 'after';
     this.say('wire', `→ GET ${path}`);
     const sent = Date.now();
     try {
-      const response = await fetch(url, options);
-      const first = response.headers.get('X-First-Message');
-      this.say('wire', `← ${response.status} ${path} · ${held} ${duration(Date.now() - sent)}` +
+      const answer = await fetchHeld(url, signal, this.abandonAfterMs);
+      const first = answer.response.headers.get('X-First-Message');
+      this.say('wire', `← ${answer.response.status} ${path} · ${held} ${duration(Date.now() - sent)}` +
         (first === null ? '' : ` · X-First-Message: ${first}`));
-      return response;
+      return answer;
     } catch (error) {
-      if (!options.signal?.aborted) this.say('wire', `✕ ${path}: network error after ${duration(Date.now() - sent)}`);
+      if (!signal.aborted) {
+        const why = error.name === 'AbortError' ? 'given up, unanswered' : 'network error';
+        this.say('wire', `✕ ${path}: ${why} after ${duration(Date.now() - sent)}`);
+      }
       throw error;
     }
   }
@@ -122,7 +130,7 @@ async function pollChat(lastEventId, connection, signal) {
       const path = catchingUp ? `/chat/since/${cursor ?? 0}` : `/chat/get/${cursor}`;
       // With the epoch we hold, a cursor into another history is a 410.
       const query = held ? `?epoch=${encodeURIComponent(held)}` : '';
-      const response = await connection.fetch(path + query, { signal, cache: 'no-store' });
+      const { response, body } = await connection.fetchHeld(path + query, signal);
       if (response.status === 404 || response.status === 410) {
         // Our cursor is past the end, before the start (aged out), or in
         // another epoch (a restarted server): start again from the first
@@ -134,14 +142,14 @@ async function pollChat(lastEventId, connection, signal) {
         cursor = Number(first);
         catchingUp = true;
       } else if (response.status === 200 && catchingUp) {
-        const since = await response.json();
+        const since = JSON.parse(readText(body));
         held = since.epoch ?? '';
         connection.say('status', 'connected'); // a poll the server holds counts as connected
         since.messages.forEach((text, i) => connection.say('event', chatMessage(held, since.next - since.messages.length + i, text)));
         cursor = since.next;
         catchingUp = false;
       } else if (response.status === 200) {
-        connection.say('event', chatMessage(held, cursor, await readText(response)));
+        connection.say('event', chatMessage(held, cursor, readText(body)));
         cursor += 1;
       } else if (response.status !== 204) {
         // (204: the server held the poll until its timeout; ask again.)
@@ -161,10 +169,30 @@ async function pollChat(lastEventId, connection, signal) {
 }
 // end tutorial: poll-loop
 
+// tutorial: fetch-held
+// A held poll is answered within the server's --poll-timeout. One still
+// unanswered past that and a margin went down a connection that fell
+// silent without closing (sleep, a network change): give it up, and the
+// loop fails as after a network error, to be asked again by its id.
+async function fetchHeld(url, signal, abandonAfterMs) {
+  const request = new AbortController();
+  const abandon = setTimeout(() => request.abort(), abandonAfterMs);
+  const leave = () => request.abort();
+  signal.addEventListener('abort', leave);
+  try {
+    const response = await fetch(url, { signal: request.signal, cache: 'no-store' });
+    return { response, body: await response.arrayBuffer() };
+  } finally {
+    clearTimeout(abandon);
+    signal.removeEventListener('abort', leave);
+  }
+}
+// end tutorial: fetch-held
+
 // The body is the message exactly as posted: decode it as UTF-8 without
 // dropping a leading U+FEFF, which response.text() would do.
-async function readText(response) {
-  return new TextDecoder('utf-8', { ignoreBOM: true }).decode(await response.arrayBuffer());
+function readText(body) {
+  return new TextDecoder('utf-8', { ignoreBOM: true }).decode(body);
 }
 
 // --- Opening and closing -----------------------------------------------
@@ -173,7 +201,7 @@ showStream({
   stream: '/chat',
   attempts: {
     eventsource: streamAttempt('/chat/events', { transport: 'eventsource', types: ['message', 'reset'] }),
-    longpoll: () => new ChatLongPoll(),
+    longpoll: () => new ChatLongPoll(abandonPollAfterMs()),
   },
   onevent,
   onrole: (role) => {

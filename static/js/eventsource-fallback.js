@@ -7,8 +7,14 @@
 //   LongPollEventSource(url)        the EventSource interface over that loop
 //   openEventSource(url, {transport})  a native EventSource or a LongPollEventSource
 // and nothing else: choosing a transport and reopening after failures is the
-// page helper's job (static/js/page.js).
+// page's job (static/js/recovery.js).
 'use strict';
+
+// A poll still unanswered after this long is given up, as after a network
+// error, and asked again (see #poll). The server this polyfill was written
+// for holds a poll 25 s at most (--poll-timeout); 5 s more for the network.
+// A page that knows its server's hold says so: {abandonAfterMs}.
+const ABANDON_AFTER_MS = 30000;
 
 /**
  * Interpret one response body by the WHATWG HTML "Event stream
@@ -105,7 +111,8 @@ function parseEventStream(text, { lastEventId = '', reconnectionTime = 2000 } = 
  * fails and reconnects as the WHATWG spec says a native EventSource does:
  * a 200 text/event-stream answer opens it; any other answer (204 included)
  * closes it for good; a network error fires `error` and retries after the
- * reconnection time. Unlike a native EventSource, the `error` that closes it
+ * reconnection time, and so does a poll left unanswered past
+ * `abandonAfterMs`. Unlike a native EventSource, the `error` that closes it
  * tells why: `event.status` (the HTTP status) and `event.retryAfter` (the
  * answer's Retry-After header, or null), so a page can choose when to try
  * again. And unlike a native one it can show its requests: `onwire`, when
@@ -119,10 +126,12 @@ class LongPollEventSource extends EventTarget {
   #reconnectionTime = 2000;
   #request = null; // the AbortController of the poll in flight
   #timer = null; // the pending reconnection
+  #abandonAfterMs;
 
-  constructor(url) {
+  constructor(url, { abandonAfterMs = ABANDON_AFTER_MS } = {}) {
     super();
     this.#url = new URL(url, document.baseURI).href;
+    this.#abandonAfterMs = abandonAfterMs;
     this.onopen = null;
     this.onmessage = null;
     this.onerror = null;
@@ -151,35 +160,34 @@ class LongPollEventSource extends EventTarget {
     };
     // After an empty `id:` the source holds no ID, and sends none.
     if (this.#lastEventId !== '') headers['Last-Event-ID'] = this.#lastEventId;
-    const { pathname: path, searchParams } = new URL(this.#url);
-    const fromQuery = searchParams.get('lastEventId'); // a page's way to resume a new source
-    this.#wire(`→ GET ${path} · ` + (this.#lastEventId !== '' ? `Last-Event-ID: ${this.#lastEventId}`
-      : fromQuery !== null ? `?lastEventId=${fromQuery}` : 'no Last-Event-ID'));
-    const sent = Date.now();
+    const sent = this.#wireRequest();
 
-    this.#request = new AbortController();
+    // tutorial: abandon
+    // The server answers a poll within its longest hold. One unanswered
+    // past that went down a connection that fell silent without closing
+    // (a laptop waking from sleep, a phone changing networks, a NAT that
+    // forgot the mapping): nothing would ever end it, so give it up.
+    const request = this.#request = new AbortController();
+    const abandon = setTimeout(() => request.abort(), this.#abandonAfterMs);
     let response, body;
     try {
-      response = await fetch(this.#url, { headers, cache: 'no-store', signal: this.#request.signal });
+      response = await fetch(this.#url, { headers, cache: 'no-store', signal: request.signal });
+      this.#wireAnswer(response, sent);
       if (response.status !== 200 || !isEventStream(response)) {
-        const retryAfter = response.headers.get('Retry-After');
-        this.#wire(`← ${response.status} ${path} · after ${LongPollEventSource.#duration(Date.now() - sent)}` +
-          (retryAfter === null ? '' : ` · Retry-After: ${retryAfter}`));
         this.#fail(response);
         return;
       }
       this.#announce();
       // Decode without dropping a BOM: the parser drops exactly one.
       body = new TextDecoder('utf-8', { ignoreBOM: true }).decode(await response.arrayBuffer());
-      this.#wire(`← 200 ${path} · held ${LongPollEventSource.#duration(Date.now() - sent)}`);
     } catch {
-      if (this.#readyState !== this.CLOSED) {
-        this.#wire(`✕ ${path}: network error after ${LongPollEventSource.#duration(Date.now() - sent)}` +
-          ` · next try in ${LongPollEventSource.#duration(this.#reconnectionTime)} (retry: ${this.#reconnectionTime})`);
-      }
-      this.#reconnect(); // a network error, or close() aborting us
+      this.#wireFailure(request, sent);
+      this.#reconnect(); // a network error, given up, or close() aborting us
       return;
+    } finally {
+      clearTimeout(abandon);
     }
+    // end tutorial: abandon
 
     const result = parseEventStream(body, {
       lastEventId: this.#lastEventId,
@@ -228,8 +236,34 @@ class LongPollEventSource extends EventTarget {
   }
   // end tutorial: reconnect
 
+  // --- On the wire: what each request carried and how it ended ---------
+
   #wire(line) {
     this.onwire?.call(this, line);
+  }
+
+  // The request about to go: the id it resumes from, as the Last-Event-ID
+  // header or, for a new source, the page's ?lastEventId. Returns the time.
+  #wireRequest() {
+    const { pathname, searchParams } = new URL(this.#url);
+    const fromQuery = searchParams.get('lastEventId');
+    this.#wire(`→ GET ${pathname} · ` + (this.#lastEventId !== '' ? `Last-Event-ID: ${this.#lastEventId}`
+      : fromQuery !== null ? `?lastEventId=${fromQuery}` : 'no Last-Event-ID'));
+    return Date.now();
+  }
+
+  #wireAnswer(response, sent) {
+    const retryAfter = response.headers.get('Retry-After');
+    this.#wire(`← ${response.status} ${new URL(this.#url).pathname} · held ${LongPollEventSource.#duration(Date.now() - sent)}` +
+      (retryAfter === null ? '' : ` · Retry-After: ${retryAfter}`));
+  }
+
+  // Not when close() aborted it: the page left, nothing failed.
+  #wireFailure(request, sent) {
+    if (this.#readyState === this.CLOSED) return;
+    const why = request.signal.aborted ? 'given up, unanswered' : 'network error';
+    this.#wire(`✕ ${new URL(this.#url).pathname}: ${why} after ${LongPollEventSource.#duration(Date.now() - sent)}` +
+      ` · next try in ${LongPollEventSource.#duration(this.#reconnectionTime)} (retry: ${this.#reconnectionTime})`);
   }
 
   // A hold or a wait as people read it: `850 ms`, `3.2 s`.
@@ -256,10 +290,11 @@ function isEventStream(response) {
 
 /**
  * A native EventSource for `eventsource` (the default where the browser has
- * one), else a LongPollEventSource: the same interface either way.
+ * one), else a LongPollEventSource (given `abandonAfterMs`, when set): the
+ * same interface either way.
  */
-function openEventSource(url, { transport } = {}) {
+function openEventSource(url, { transport, abandonAfterMs } = {}) {
   const native = typeof window.EventSource === 'function';
   if (native && (transport ?? 'eventsource') === 'eventsource') return new window.EventSource(url);
-  return new LongPollEventSource(url);
+  return new LongPollEventSource(url, abandonAfterMs === undefined ? {} : { abandonAfterMs });
 }

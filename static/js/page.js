@@ -12,6 +12,8 @@ import { shareConnection } from './tabs.js';
 import { showWire } from './wire.js';
 
 const DEFAULT_KEEPALIVE = 15; // seconds, the server's --keepalive default
+const DEFAULT_POLL_TIMEOUT = 25; // seconds, the server's --poll-timeout default
+const POLL_MARGIN_MS = 5000; // for the network, on top of the server's longest hold
 const FALLBACK_KEY = 'comet.fallback:'; // + stream, in sessionStorage
 
 // --- Choosing the transport ------------------------------------------------
@@ -70,6 +72,16 @@ async function serverAnswers(ms) {
 function keepaliveSeconds() {
   const value = Number(document.body.dataset.keepalive);
   return value > 0 ? value : DEFAULT_KEEPALIVE;
+}
+
+/**
+ * How long a long poll may go unanswered before the page gives it up: the
+ * server's --poll-timeout (the longest it holds one, which the template
+ * puts on <body data-poll-timeout>) plus a margin for the network.
+ */
+export function abandonPollAfterMs() {
+  const value = Number(document.body.dataset.pollTimeout);
+  return (value > 0 ? value : DEFAULT_POLL_TIMEOUT) * 1000 + POLL_MARGIN_MS;
 }
 
 // --- The page ----------------------------------------------------------------

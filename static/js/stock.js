@@ -1,7 +1,7 @@
 // The stock page: the newest price from /ticker, and a chart of the recent
 // ones. The same code runs over a native EventSource or a LongPollEventSource:
 // that is the point of the fallback.
-import { showStream } from './page.js';
+import { abandonPollAfterMs, showStream } from './page.js';
 import { streamAttempt } from './transport.js';
 
 const CHART_LENGTH = 60; // prices kept for the chart
@@ -54,7 +54,7 @@ showStream({
   stream: '/ticker',
   attempts: {
     eventsource: streamAttempt('/ticker', { transport: 'eventsource' }),
-    longpoll: streamAttempt('/ticker', { transport: 'longpoll' }),
+    longpoll: streamAttempt('/ticker', { transport: 'longpoll', abandonAfterMs: abandonPollAfterMs() }),
   },
   onevent: (event) => showPrice(event.data),
 });

@@ -11,22 +11,24 @@ import { Connection } from './connection.js';
  * there is no Last-Event-ID header: a new source has none to send. A native
  * stream asks for heartbeats and says each one as an event, for the
  * watchdog; a poll answered at all says `connected` (each answer shows the
- * server is alive). On the wire it says what the page can see: the
- * polyfill's every request, but of a native stream only its opening and
- * its errors (the browser hides the requests it reconnects with).
+ * server is alive), and one unanswered past `abandonAfterMs` is given up
+ * and asked again (LongPollEventSource). On the wire it says what the page
+ * can see: the polyfill's every request, but of a native stream only its
+ * opening and its errors (the browser hides the requests it reconnects with).
  */
-export function streamAttempt(url, { transport, types = ['message'] }) {
-  return () => new StreamAttempt(url, transport, types);
+export function streamAttempt(url, { transport, types = ['message'], abandonAfterMs }) {
+  return () => new StreamAttempt(url, transport, types, abandonAfterMs);
 }
 
 class StreamAttempt extends Connection {
   #source = null;
 
-  constructor(url, transport, types) {
+  constructor(url, transport, types, abandonAfterMs) {
     super();
     this.url = url;
     this.transport = transport;
     this.types = types;
+    this.abandonAfterMs = abandonAfterMs;
     this.retryAfter = null;
   }
 
@@ -37,7 +39,9 @@ class StreamAttempt extends Connection {
     if (lastEventId !== '') target.searchParams.set('lastEventId', lastEventId);
     let resumeFrom = lastEventId; // the id the source holds: what it reconnects with
     if (native) this.say('wire', `→ new EventSource ${target.pathname} · ${fromId(lastEventId)}`);
-    const source = this.#source = openEventSource(target.pathname + target.search, { transport: this.transport });
+    const source = this.#source = openEventSource(target.pathname + target.search, {
+      transport: this.transport, abandonAfterMs: this.abandonAfterMs,
+    });
     source.onwire = (line) => this.say('wire', line); // the polyfill's requests
     source.onopen = native ? () => this.say('wire', `← open ${target.pathname}`) : () => this.say('status', 'connected');
     for (const type of native ? [...this.types, 'heartbeat'] : this.types) {
@@ -66,7 +70,7 @@ class StreamAttempt extends Connection {
   }
 }
 
-// The id a native stream resumes from, as its Last-Event-ID.
+// The id a native stream resumes from.
 function fromId(lastEventId) {
   return lastEventId === '' ? 'no id yet' : `from id ${lastEventId}`;
 }

@@ -5,8 +5,8 @@
 //
 // The lines are the connection's `wire` records (connection.js): every
 // layer says what it did in a few words, and this view only keeps and draws
-// them, with the changes of the tab's role and of the transport that the
-// same connection says. Watching must never slow the stream: while the panel is closed a
+// them, with each change of transport that the same connection says.
+// Watching must never slow the stream: while the panel is closed a
 // record costs one short string in a list of at most 50, and no DOM work;
 // the list is drawn when the panel opens, then one <li> per record.
 
@@ -57,16 +57,9 @@ export function eventLine({ type, data, lastEventId }) {
 
 // --- The view ---------------------------------------------------------------
 
-// A change of role, as a line: who holds the connection now.
-const ROLES = {
-  leader: '⇄ this tab is the leader: it holds the connection and relays it to the other tabs',
-  follower: "⇄ this tab follows: another tab holds the connection, and what follows is its records, relayed",
-  alone: '⇄ this tab holds a connection of its own',
-};
-
 /**
- * Keeps what `connection` says of kind `wire` (and each change of `role`
- * and `transport`) in `log`, and shows it in `details` (the
+ * Keeps what `connection` says of kind `wire` (and each change of
+ * `transport`) in `log`, and shows it in `details` (the
  * <details id="wire">, whose list is its <ul>) while that is open.
  * Returns what stops listening.
  */
@@ -91,18 +84,14 @@ export function showWire(details, connection, log = new WireLog()) {
     while (list.childElementCount > log.length) list.lastElementChild.remove();
   }
 
-  // Role and transport are state, said again and again: a line for each change.
-  const shown = { role: null, transport: null };
-  function changed(kind, value, line) {
-    if (shown[kind] === value) return;
-    shown[kind] = value;
-    add(line);
-  }
-
+  // The transport is state, said at every open: a line for each change.
+  let transport = null;
   const listeners = {
     wire: ({ detail }) => add(detail),
-    role: ({ detail }) => changed('role', detail, ROLES[detail] ?? `⇄ role: ${detail}`),
-    transport: ({ detail }) => changed('transport', detail, `⇄ transport: ${detail}`),
+    transport: ({ detail }) => {
+      if (detail !== transport) add(`⇄ transport: ${detail}`);
+      transport = detail;
+    },
   };
   details.addEventListener('toggle', toggled);
   for (const [kind, listener] of Object.entries(listeners)) connection.addEventListener(kind, listener);

@@ -249,3 +249,13 @@ async def test_a_page_answers_head_with_its_headers_and_no_body(http_client, url
     assert head.code == 200 and head.body == b""
     assert head.headers["Content-Type"] == page.headers["Content-Type"]
     assert head.headers["Content-Security-Policy"] == page.headers["Content-Security-Policy"]
+
+
+@pytest.mark.parametrize("path", ["/chat", "/stock"])
+@pytest.mark.settings(poll_timeout=7.5, keepalive=3.0)
+@pytest.mark.gen_test
+async def test_page_tells_the_script_the_servers_keepalive_and_longest_hold(http_client, url, path):
+    """The watchdog's limits come from --keepalive; a long poll unanswered
+    past --poll-timeout (and a margin) is given up."""
+    body = (await http_client.fetch(url(path))).body.decode("utf-8")
+    assert 'data-keepalive="3.0"' in body and 'data-poll-timeout="7.5"' in body

@@ -142,7 +142,7 @@ const POLYFILL = new URL('../../static/js/eventsource-fallback.js', import.meta.
  */
 export function loadPolyfill(globals = {}) {
   const context = vm.createContext({
-    EventTarget, Event, MessageEvent, URL, TextDecoder, AbortController, console,
+    EventTarget, Event, MessageEvent: globalThis.MessageEvent ?? NodeMessageEvent, URL, TextDecoder, AbortController, console,
     setTimeout, clearTimeout,
     document: { baseURI: 'http://127.0.0.1:8888/stock' },
     ...globals,
@@ -150,6 +150,14 @@ export function loadPolyfill(globals = {}) {
   context.window = context;
   vm.runInContext(readFileSync(POLYFILL, 'utf8'), context, { filename: POLYFILL.pathname });
   return context;
+}
+
+// For a Node without a global MessageEvent: what the polyfill dispatches.
+class NodeMessageEvent extends Event {
+  constructor(type, { data = null, lastEventId = '', origin = '' } = {}) {
+    super(type);
+    Object.assign(this, { data, lastEventId, origin });
+  }
 }
 
 /** A value made in another context as plain objects of this one, for deepStrictEqual. */

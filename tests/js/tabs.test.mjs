@@ -70,6 +70,7 @@ class NumbersStream extends Connection {
     this.sent = /^[0-9]+$/.test(lastEventId) && from <= this.server.history.length ? from : 0;
     this.server.streams.add(this);
     this.say('transport', 'eventsource');
+    this.say('wire', `numbers from ${lastEventId || 'the first'}`);
     this.say('status', 'connected');
     this.send();
   }
@@ -92,7 +93,7 @@ async function openTabs(server, count, { delayMs = 0, byeMs = 250 } = {}) {
   const bus = new FakeBus({ delayMs });
   const tabs = [];
   for (let i = 0; i < count; i += 1) {
-    const tab = { role: null, status: null, shown: [] };
+    const tab = { role: null, status: null, shown: [], wire: [] };
     tab.connection = shareConnection('numbers', new NumbersStream(server), {
       elect: electByLock(locks), channel: bus.channel, lifecycle: null, byeMs,
     });
@@ -100,6 +101,7 @@ async function openTabs(server, count, { delayMs = 0, byeMs = 250 } = {}) {
       role: (role) => { tab.role = role; },
       status: (status) => { tab.status = status; },
       event: (event) => tab.shown.push(event.data),
+      wire: (record) => tab.wire.push(record),
     });
     tab.connection.open();
     tabs.push(tab);
@@ -125,6 +127,8 @@ test('one leader holds the stream and every tab shows each event once', async ()
   server.publish('b');
   await allShow(tabs, ['a', 'b']);
   await until(() => tabs.every((tab) => tab.status === 'connected'), () => 'not all connected');
+  // What the leader's connection did on the wire, its own in the leader, relayed in the others.
+  assert.ok(tabs[0].wire.includes('numbers from the first'), tabs[0].wire);
   tabs.forEach((tab) => tab.connection.close());
   assert.equal(server.streams.size, 0);
 });
@@ -149,6 +153,8 @@ test('a new leader that resumes before the old one\'s last relay still shows not
   server.publish('after');
   await allShow(others, ['before', 'the last before hand-over', 'after']);
   assert.equal(server.streams.size, 1);
+  const [follower] = others.filter((tab) => tab.role === 'follower');
+  assert.ok(follower.wire.includes('relayed: numbers from 1'), follower.wire);
 });
 
 test('a restarted state stream counts from 1 again, and every tab shows it', async () => {

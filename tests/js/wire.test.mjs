@@ -104,18 +104,14 @@ test('the returned function stops listening', () => {
   assert.deepEqual(list.lines, ['kept']);
 });
 
-test('a change of role or transport is a line; the same again is not', () => {
+test('a change of transport is a line; the same again is not', () => {
   const { list, details } = fakePanel();
   const connection = new EventTarget();
   showWire(details, connection);
   details.toggle();
-  say(connection, 'follower', 'role');
   say(connection, 'eventsource', 'transport');
   say(connection, 'eventsource', 'transport');
-  say(connection, 'relayed: id: 3 data: p');
-  say(connection, 'leader', 'role');
+  say(connection, 'id: 3 data: p');
   say(connection, 'longpoll', 'transport');
-  assert.deepEqual(list.lines.map((line) => line.split(':')[0]), [
-    '⇄ transport', '⇄ this tab is the leader', 'relayed', '⇄ transport', '⇄ this tab follows',
-  ]);
+  assert.deepEqual(list.lines, ['⇄ transport: longpoll', 'id: 3 data: p', '⇄ transport: eventsource']);
 });
