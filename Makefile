@@ -22,9 +22,14 @@ run: $(VENV)/.run-deps  ## serve on http://127.0.0.1:8888/ (flags: make run ARGS
 system-deps:  ## chromium, chromium-driver, nginx and redis-server, from Debian, when missing
 	bash scripts/system-deps.sh
 
+# axe-core, which the browser tests inject into each page (package.json,
+# pinned by package-lock.json); npm writes this marker when it installs.
+node_modules/.package-lock.json: package.json package-lock.json | system-deps
+	npm ci --no-audit --no-fund
+
 # The browser modules' pure logic (tests/js) runs under Node's own test
 # runner first: a second, no browser needed.
-test: $(VENV)/.test-deps system-deps  ## every test, the browser ones included
+test: $(VENV)/.test-deps system-deps node_modules/.package-lock.json  ## every test, the browser ones included
 	node --test --test-reporter=spec tests/js/*.test.mjs
 	$(PY) -m pytest $(ARGS)
 

@@ -6,6 +6,7 @@
 #   openssl                     (tests/e2e/test_tabs_http2.py: a throwaway certificate for nginx's HTTP/2)
 #   curl                        (tests/process/test_tutorial_curl.py: every curl of docs/tutorial.md)
 #   nodejs                      (tests/js: the browser modules' logic under `node --test`)
+#   npm                         (installs axe-core, which tests/e2e/test_accessibility.py runs in each page)
 # Needs root and apt-get; otherwise says exactly what to install and fails.
 set -euo pipefail
 
@@ -19,6 +20,7 @@ fi
 [ -x /usr/bin/openssl ] || missing+=(openssl)
 [ -x /usr/bin/curl ] || missing+=(curl)
 [ -x /usr/bin/node ] || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then

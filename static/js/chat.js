@@ -9,6 +9,7 @@ import { ChatOrder, chatMessage, parseChatId } from './chat-order.js';
 import { Connection, listen } from './connection.js';
 import { abandonPollAfterMs, showStream } from './page.js';
 import { streamAttempt } from './transport.js';
+import { duration } from './wire.js';
 
 const POST_TIMEOUT_MS = 10000; // a post unanswered this long is given up
 
@@ -95,6 +96,28 @@ class ChatLongPoll extends Connection {
   close() {
     this.#request?.abort();
   }
+
+  // fetchHeld(), saying on the wire what the loop asked, and when and how
+  // the server answered: a /chat/get/N it held shows for how long.
+  async fetchHeld(url, signal) {
+    const path = new URL(url, document.baseURI).pathname;
+    const held = path.startsWith('/chat/get/') ? 'held' : 'after';
+    this.say('wire', `→ GET ${path}`);
+    const sent = Date.now();
+    try {
+      const answer = await fetchHeld(url, signal, this.abandonAfterMs);
+      const first = answer.response.headers.get('X-First-Message');
+      this.say('wire', `← ${answer.response.status} ${path} · ${held} ${duration(Date.now() - sent)}` +
+        (first === null ? '' : ` · X-First-Message: ${first}`));
+      return answer;
+    } catch (error) {
+      if (!signal.aborted) {
+        const why = error.name === 'AbortError' ? 'given up, unanswered' : 'network error';
+        this.say('wire', `✕ ${path}: ${why} after ${duration(Date.now() - sent)}`);
+      }
+      throw error;
+    }
+  }
 }
 
 // tutorial: poll-loop
@@ -107,7 +130,7 @@ async function pollChat(lastEventId, connection, signal) {
       const path = catchingUp ? `/chat/since/${cursor ?? 0}` : `/chat/get/${cursor}`;
       // With the epoch we hold, a cursor into another history is a 410.
       const query = held ? `?epoch=${encodeURIComponent(held)}` : '';
-      const { response, body } = await fetchHeld(path + query, signal, connection.abandonAfterMs);
+      const { response, body } = await connection.fetchHeld(path + query, signal);
       if (response.status === 404 || response.status === 410) {
         // Our cursor is past the end, before the start (aged out), or in
         // another epoch (a restarted server): start again from the first

@@ -115,7 +115,9 @@ function parseEventStream(text, { lastEventId = '', reconnectionTime = 2000 } = 
  * `abandonAfterMs`. Unlike a native EventSource, the `error` that closes it
  * tells why: `event.status` (the HTTP status) and `event.retryAfter` (the
  * answer's Retry-After header, or null), so a page can choose when to try
- * again.
+ * again. And unlike a native one it can show its requests: `onwire`, when
+ * set, is called with a short line of text for each request, how it ended
+ * and each wait before the next (the pages' "On the wire" panel).
  */
 class LongPollEventSource extends EventTarget {
   #url;
@@ -133,6 +135,7 @@ class LongPollEventSource extends EventTarget {
     this.onopen = null;
     this.onmessage = null;
     this.onerror = null;
+    this.onwire = null;
     for (const type of ['open', 'message', 'error']) {
       this.addEventListener(type, (event) => this['on' + type]?.call(this, event));
     }
@@ -157,6 +160,7 @@ class LongPollEventSource extends EventTarget {
     };
     // After an empty `id:` the source holds no ID, and sends none.
     if (this.#lastEventId !== '') headers['Last-Event-ID'] = this.#lastEventId;
+    const sent = this.#wireRequest();
 
     // tutorial: abandon
     // The server answers a poll within its longest hold. One unanswered
@@ -168,6 +172,7 @@ class LongPollEventSource extends EventTarget {
     let response, body;
     try {
       response = await fetch(this.#url, { headers, cache: 'no-store', signal: request.signal });
+      this.#wireAnswer(response, sent);
       if (response.status !== 200 || !isEventStream(response)) {
         this.#fail(response);
         return;
@@ -176,6 +181,7 @@ class LongPollEventSource extends EventTarget {
       // Decode without dropping a BOM: the parser drops exactly one.
       body = new TextDecoder('utf-8', { ignoreBOM: true }).decode(await response.arrayBuffer());
     } catch {
+      this.#wireFailure(request, sent);
       this.#reconnect(); // a network error, given up, or close() aborting us
       return;
     } finally {
@@ -229,6 +235,41 @@ class LongPollEventSource extends EventTarget {
     this.#timer = setTimeout(() => this.#poll(), this.#reconnectionTime);
   }
   // end tutorial: reconnect
+
+  // --- On the wire: what each request carried and how it ended ---------
+
+  #wire(line) {
+    this.onwire?.call(this, line);
+  }
+
+  // The request about to go: the id it resumes from, as the Last-Event-ID
+  // header or, for a new source, the page's ?lastEventId. Returns the time.
+  #wireRequest() {
+    const { pathname, searchParams } = new URL(this.#url);
+    const fromQuery = searchParams.get('lastEventId');
+    this.#wire(`→ GET ${pathname} · ` + (this.#lastEventId !== '' ? `Last-Event-ID: ${this.#lastEventId}`
+      : fromQuery !== null ? `?lastEventId=${fromQuery}` : 'no Last-Event-ID'));
+    return Date.now();
+  }
+
+  #wireAnswer(response, sent) {
+    const retryAfter = response.headers.get('Retry-After');
+    this.#wire(`← ${response.status} ${new URL(this.#url).pathname} · held ${LongPollEventSource.#duration(Date.now() - sent)}` +
+      (retryAfter === null ? '' : ` · Retry-After: ${retryAfter}`));
+  }
+
+  // Not when close() aborted it: the page left, nothing failed.
+  #wireFailure(request, sent) {
+    if (this.#readyState === this.CLOSED) return;
+    const why = request.signal.aborted ? 'given up, unanswered' : 'network error';
+    this.#wire(`✕ ${new URL(this.#url).pathname}: ${why} after ${LongPollEventSource.#duration(Date.now() - sent)}` +
+      ` · next try in ${LongPollEventSource.#duration(this.#reconnectionTime)} (retry: ${this.#reconnectionTime})`);
+  }
+
+  // A hold or a wait as people read it: `850 ms`, `3.2 s`.
+  static #duration(ms) {
+    return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`;
+  }
 }
 
 // The readyState constants, read-only on the constructor and on instances,

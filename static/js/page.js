@@ -4,11 +4,12 @@
 //     fallback this tab switched to earlier in the session);
 //   - keeps the stream open whatever happens to it (KeepOpen, recovery.js);
 //   - shares the connection with the site's other tabs (tabs.js);
-//   - shows #transport, #status, #role and a notice.
+//   - shows #transport, #status, #role, a notice, and "On the wire".
 // All of them speak one interface, a Connection (connection.js).
 import { listen } from './connection.js';
 import { KeepOpen } from './recovery.js';
 import { shareConnection } from './tabs.js';
+import { showWire } from './wire.js';
 
 const DEFAULT_KEEPALIVE = 15; // seconds, the server's --keepalive default
 const DEFAULT_POLL_TIMEOUT = 25; // seconds, the server's --poll-timeout default
@@ -142,6 +143,7 @@ export function showStream({ stream, attempts, onevent, onrole = () => {} }) {
       onrole(role);
     },
   });
+  showWire(document.getElementById('wire'), connection);
   openWhileShown(() => {
     setStatus('connecting');
     connection.open(lastEventId);

@@ -9,6 +9,7 @@
 //   Watchdog          a native stream that is not live in time, or falls silent
 //   FallbackDecision  buffered twice in a row: switch to long polling
 import { Connection, listen } from './connection.js';
+import { duration, eventLine } from './wire.js';
 
 const BACKOFF_BASE_MS = 1000; // the first wait after a failure is up to this
 const BACKOFF_CAP_MS = 30000; // no wait grows past this
@@ -162,7 +163,9 @@ export class FallbackDecision {
  * Every new attempt waits its turn in the Backoff, which a live attempt
  * resets. A native stream is watched (Watchdog); one not live in time is
  * probed (`probe(ms)`: does the server answer a plain request?), and the
- * FallbackDecision may switch to `longpoll`.
+ * FallbackDecision may switch to `longpoll`. On the wire it passes on
+ * what the attempt says, and adds each event and each wait before a retry
+ * with its reason.
  */
 export class KeepOpen extends Connection {
   #transport;
@@ -216,7 +219,7 @@ export class KeepOpen extends Connection {
       status: mine((state) => {
         if (state === 'connected') this.#alive();
         else if (state === 'connecting') this.#retrying();
-        else if (state === 'closed') this.#retryLater(this.backoff.next(retryAfterMs(attempt.retryAfter, this.clock.now())));
+        else if (state === 'closed') this.#closed(attempt.retryAfter);
       }),
       wire: mine((record) => this.say('wire', record)),
     });
@@ -234,6 +237,7 @@ export class KeepOpen extends Connection {
   }
 
   #delivered(event) {
+    this.say('wire', eventLine(event));
     this.#alive();
     if (event.type === 'heartbeat') return; // a sign of life, with no id
     this.#last = event.lastEventId;
@@ -247,11 +251,17 @@ export class KeepOpen extends Connection {
     this.say('status', 'connecting');
   }
 
-  #retryLater(ms) {
+  // The attempt gave up; the server may have said when to come back.
+  #closed(retryAfter) {
+    const ms = this.backoff.next(retryAfterMs(retryAfter, this.clock.now()));
+    this.#retryLater(ms, retryAfter === null ? 'backoff' : `Retry-After: ${retryAfter}, then backoff`);
+  }
+
+  #retryLater(ms, why = 'backoff') {
     this.#stopAttempt();
     this.#live = false;
     this.say('status', 'connecting');
-    this.say('wire', `next try in ${(ms / 1000).toFixed(1)} s`);
+    this.say('wire', `… next try in ${duration(ms)} (${why})`);
     this.#reopen = this.clock.setTimeout(() => this.#try(), ms);
   }
 
@@ -267,9 +277,11 @@ export class KeepOpen extends Connection {
 
   #quiet(why) {
     if (why === 'silent') {
-      this.say('wire', 'silent: no heartbeat in time');
+      this.say('wire', `✕ silent: no heartbeat for ${duration(this.watchdog.times.silentMs)}`);
       this.#retryLater(this.backoff.next());
     } else {
+      this.say('wire', `✕ late: no heartbeat within ${duration(this.watchdog.times.bufferedMs)}; ` +
+        'does the server answer a plain request? (held back on the way, or away)');
       this.#notLiveInTime();
     }
   }

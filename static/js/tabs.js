@@ -331,7 +331,7 @@ class SharedConnection extends Connection {
     this.#role = 'leader';
     this.#leaderId = this.#tabId;
     this.say('role', 'leader');
-    this.say('wire', `this tab holds the connection now, from id ${this.#lastEventId || '(none)'}`);
+    this.say('wire', `⇄ this tab holds the connection now, from id ${this.#lastEventId || '(none)'}`);
     let previous = this.#lastEventId; // the connection's own last id: going back is a restart
     const relay = (kind) => (value) => {
       this.say(kind, value);
@@ -361,7 +361,7 @@ class SharedConnection extends Connection {
     this.#role = 'follower';
     this.#leaderId = null;
     this.say('role', 'follower');
-    this.say('wire', 'another tab holds the connection: showing what it relays');
+    this.say('wire', '⇄ another tab holds the connection: showing what it relays');
     this.say('status', 'connecting'); // until the leader says how its connection is
     this.#post('hello');
   }

@@ -12,7 +12,9 @@ import { Connection } from './connection.js';
  * stream asks for heartbeats and says each one as an event, for the
  * watchdog; a poll answered at all says `connected` (each answer shows the
  * server is alive), and one unanswered past `abandonAfterMs` is given up
- * and asked again (LongPollEventSource).
+ * and asked again (LongPollEventSource). On the wire it says what the page
+ * can see: the polyfill's every request, but of a native stream only its
+ * opening and its errors (the browser hides the requests it reconnects with).
  */
 export function streamAttempt(url, { transport, types = ['message'], abandonAfterMs }) {
   return () => new StreamAttempt(url, transport, types, abandonAfterMs);
@@ -35,25 +37,29 @@ class StreamAttempt extends Connection {
     const target = new URL(this.url, document.baseURI);
     if (native) target.searchParams.set('heartbeat', '1');
     if (lastEventId !== '') target.searchParams.set('lastEventId', lastEventId);
+    let resumeFrom = lastEventId; // the id the source holds: what it reconnects with
+    if (native) this.say('wire', `→ new EventSource ${target.pathname} · ${fromId(lastEventId)}`);
     const source = this.#source = openEventSource(target.pathname + target.search, {
       transport: this.transport, abandonAfterMs: this.abandonAfterMs,
     });
-    this.say('wire', `${this.transport} ${target.pathname}` + (lastEventId === '' ? '' : `, from id ${lastEventId}`));
-    source.onopen = native ? () => this.say('wire', 'open') : () => this.say('status', 'connected');
+    source.onwire = (line) => this.say('wire', line); // the polyfill's requests
+    source.onopen = native ? () => this.say('wire', `← open ${target.pathname}`) : () => this.say('status', 'connected');
     for (const type of native ? [...this.types, 'heartbeat'] : this.types) {
-      source.addEventListener(type, (event) => this.say('event', {
-        type: event.type, data: event.data, lastEventId: event.lastEventId,
-      }));
+      source.addEventListener(type, (event) => {
+        if (event.lastEventId) resumeFrom = event.lastEventId;
+        this.say('event', { type: event.type, data: event.data, lastEventId: event.lastEventId });
+      });
     }
     source.onerror = (event) => {
       // CONNECTING: it retries by itself (a network error). CLOSED: it gave
       // up (a non-200 answer, a wrong type), and KeepOpen decides.
       if (source.readyState !== source.CLOSED) {
+        if (native) this.say('wire', `✕ error: EventSource reconnects by itself after its retry: wait, ${fromId(resumeFrom)}`);
         this.say('status', 'connecting');
         return;
       }
       this.retryAfter = event.retryAfter ?? null;
-      this.say('wire', `closed${event.status ? ` by ${event.status}` : ''}`);
+      if (native) this.say('wire', '✕ closed: an answer EventSource cannot use (a status other than 200, or another type)');
       this.say('status', 'closed');
     };
   }
@@ -62,4 +68,9 @@ class StreamAttempt extends Connection {
     this.#source?.close();
     this.#source = null;
   }
+}
+
+// The id a native stream resumes from.
+function fromId(lastEventId) {
+  return lastEventId === '' ? 'no id yet' : `from id ${lastEventId}`;
 }

@@ -266,3 +266,66 @@ def history(url: str) -> list[str]:
     """Every message the server has, oldest first (GET /chat/since/FIRST)."""
     first = get_json(f"{url}status")["chat"]["first"]
     return get_json(f"{url}chat/since/{first}")["messages"]
+
+
+# --- Accessibility -----------------------------------------------------
+
+# axe-core from node_modules (package.json pins it; `make test` installs it
+# with `npm ci`), never from a CDN. It is injected with execute_script, so
+# the page's Content-Security-Policy (script-src 'self') does not stop it.
+AXE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                   "node_modules", "axe-core", "axe.min.js")
+
+RUN_AXE = """
+const done = arguments[arguments.length - 1];
+axe.run(document, { resultTypes: ['violations'] })
+  .then((results) => done(results.violations.map((v) => ({
+    id: v.id, impact: v.impact, help: v.help,
+    targets: v.nodes.map((node) => node.target.join(' ')),
+  }))))
+  .catch((error) => done([{ id: 'axe-error', impact: 'critical', help: String(error), targets: [] }]));
+"""
+
+
+def axe_violations(driver: webdriver.Chrome) -> list[str]:
+    """What axe-core finds wrong with the page as it is now, one line each
+    (rule, impact, what it asks, where); empty when nothing."""
+    if not os.path.exists(AXE):
+        raise BrowserMissing(f"{AXE} is missing: run `npm ci` (make test does)")
+    with open(AXE, encoding="utf-8") as source:
+        driver.execute_script(source.read())
+    driver.set_script_timeout(30)
+    found = driver.execute_async_script(RUN_AXE)
+    return [f"{v['id']} ({v['impact']}): {v['help']} at {', '.join(v['targets'])}" for v in found]
+
+
+# --- On the wire -------------------------------------------------------
+
+WIRE_LINES = "#wire li"
+
+
+def open_wire(driver: webdriver.Chrome) -> None:
+    """Open the page's "On the wire" panel, as a reader does: a click on its summary."""
+    driver.find_element(By.CSS_SELECTOR, "#wire summary").click()
+    wait_until(lambda d: d.execute_script("return document.getElementById('wire').open"),
+               "On the wire did not open", driver=driver)
+
+
+def wire_lines(driver: webdriver.Chrome) -> list[str]:
+    """What "On the wire" shows, newest first."""
+    return texts(driver, WIRE_LINES)
+
+
+def wait_for_wire(driver: webdriver.Chrome, found: Callable[[list[str]], T], message: str,
+                  timeout: float = TIMEOUT) -> T:
+    """The first truthy ``found(lines)`` of what the open panel shows, within ``timeout`` s."""
+    last: list[list[str]] = [[]]
+
+    def condition(driver):
+        last[0] = wire_lines(driver)
+        return found(last[0])
+
+    try:
+        return wait_until(condition, message, timeout, driver)
+    except Exception as error:
+        raise AssertionError(f"{message}; On the wire shows: {last[0][:12]}") from error

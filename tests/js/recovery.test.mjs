@@ -394,5 +394,14 @@ test('what it does on the wire is said as text, for a view to list', () => {
   rig.connection.addEventListener('wire', (e) => wire.push(e.detail));
   rig.attempts.at(-1).say('wire', 'GET /ticker');
   rig.say('status', 'closed');
-  assert.deepEqual(wire, ['GET /ticker', 'next try in 0.5 s']);
+  assert.deepEqual(wire, ['GET /ticker', '… next try in 500 ms (backoff)']);
+});
+
+test('on the wire, each event shows its id and data, and each wait its reason', () => {
+  const rig = new Rig();
+  const wire = [];
+  rig.connection.addEventListener('wire', (e) => wire.push(e.detail));
+  rig.deliver('101.25', '7');
+  rig.say('status', 'closed', '3');
+  assert.deepEqual(wire, ['id: 7 data: 101.25', '… next try in 3.5 s (Retry-After: 3, then backoff)']);
 });
