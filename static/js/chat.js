@@ -37,8 +37,8 @@ function onevent(event) {
 
 function showMessage(number, text) {
   const atBottom = messageList.scrollHeight - messageList.scrollTop - messageList.clientHeight < 8;
-  const item = document.createElement('li');
-  item.value = number; // the list numbers each message as the server does
+  const item = document.createElement('p');
+  item.dataset.number = number; // shown before it, as the server numbers it
   item.textContent = text;
   messageList.append(item);
   if (atBottom) messageList.scrollTop = messageList.scrollHeight;
