@@ -96,6 +96,13 @@ class Changes:
     def unsubscribe(self, reader: Callable[[], None]) -> None:
         self.readers.discard(reader)
 
+    async def look_again(self) -> None:
+        """A reader holds an id this copy has not reached. Here the policy is
+        the only copy, so the reader is simply ahead; a mirror of a store that
+        several processes share (``comet.redis_engine``) reads the store
+        first, since another process may have served it what this one has
+        not heard yet."""
+
     def notify(self) -> None:
         started = time.perf_counter()
         readers = tuple(self.readers)  # a reader may unsubscribe meanwhile

@@ -241,6 +241,16 @@ class RedisHistory(BoundedEventQueue):
             for data in events[self.count - first:]:
                 self.append(data)
 
+    async def look_again(self) -> None:
+        """A reader is ahead of this mirror: another process's mirror heard a
+        message first and served it. Read Redis before telling the reader
+        its id does not fit; if Redis does not answer, the mirror is all
+        there is to go by."""
+        try:
+            await self.catch_up()
+        except RedisError:
+            pass
+
     async def seed(self) -> None:
         """Refill a Redis that lost the chat (restarted with nothing on disk)
         from this mirror, with its epoch, unless another process already did;

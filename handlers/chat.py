@@ -182,6 +182,8 @@ class GetHandler(HoldingHandler):
     # tutorial: chat-get
     async def get(self, number_text: str) -> None:
         number, epoch = parse_number(number_text), asked_epoch(self, self.history)
+        if number > self.history.count:  # ahead of this copy of the history?
+            await self.history.look_again()
         check_cursor(self.history, number, epoch)
         if number == self.history.count:
             with self.holding("chat.waiting"):
@@ -209,8 +211,10 @@ class SinceHandler(ChatHandler):
     """GET /chat/since/N: every kept message from N on, at once, never held."""
 
     # tutorial: chat-since
-    def get(self, number_text: str) -> None:
+    async def get(self, number_text: str) -> None:
         number = parse_number(number_text)
+        if number > self.history.count:  # ahead of this copy of the history?
+            await self.history.look_again()
         check_cursor(self.history, number, asked_epoch(self, self.history))
         self.set_header("Content-Type", "application/json")
         self.write(json.dumps({

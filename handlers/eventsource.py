@@ -86,6 +86,9 @@ class EventSourceHandler(HoldingHandler):
         head = b"retry: %d\n\n" % retry
         with self.holding(self.kind):
             prefix, cursor = self.source.resume(self.last_event_id())
+            if prefix:  # the id does not fit: is it ahead of this copy?
+                await self.source.look_again()
+                prefix, cursor = self.source.resume(self.last_event_id())
             if self.wants_long_polling():
                 await self.answer_one_batch(head, prefix, cursor)
             else:
