@@ -41,6 +41,7 @@ class PostRate:
         # (an OrderedDict: its oldest entry is found and dropped in O(1))
         self.buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
+    # tutorial: post-rate
     def take(self, address: str) -> float:
         """Take a token for a post from ``address``: 0 when there was one,
         else the seconds until there is (the post is refused)."""
@@ -57,6 +58,7 @@ class PostRate:
             wait = (1 - tokens) / self.rate
         self.buckets[address] = (tokens, now)  # to the back: most recently used
         return wait
+    # end tutorial: post-rate
 
     def forget_idle(self, now: float) -> None:
         """Forget every bucket idle for a refill time (they are full), and

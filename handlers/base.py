@@ -31,7 +31,22 @@ class RetryLater(tornado.web.HTTPError):
         self.retry_after = retry_after
 
 
-class BaseHandler(tornado.web.RequestHandler):
+class RefusedOnce(tornado.web.RequestHandler):
+    """A refused request (an ``HTTPError``) is one line of the server's log:
+    the access log's, which carries the reason (``log_request``). Tornado
+    would also log each one as a warning of its own."""
+
+    refusal: Optional[str] = None  # why the request was refused, for the access log
+
+    def log_exception(self, typ, value, tb) -> None:
+        if isinstance(value, tornado.web.HTTPError):
+            if value.log_message:
+                self.refusal = value.log_message % value.args if value.args else value.log_message
+            return
+        super().log_exception(typ, value, tb)  # a bug: logged with its traceback
+
+
+class BaseHandler(RefusedOnce):
     """Plain-text errors without tracebacks, and the security headers."""
 
     def set_default_headers(self) -> None:
@@ -45,13 +60,14 @@ class BaseHandler(tornado.web.RequestHandler):
         return values[-1].decode("utf-8", "replace") if values else None
 
     def write_error(self, status_code: int, **kwargs) -> None:
-        if self.settings.get("serve_traceback"):
-            return super().write_error(status_code, **kwargs)
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, tornado.web.HTTPError) and exc.log_message:
             message = exc.log_message % exc.args if exc.args else exc.log_message
         else:
             message = kwargs.get("message") or tornado.httputil.responses.get(status_code, "Unknown")
+        self.refusal = self.refusal or message
+        if self.settings.get("serve_traceback"):
+            return super().write_error(status_code, **kwargs)
         if status_code == 503 or isinstance(exc, RetryLater):
             self.set_header("Retry-After", str(getattr(exc, "retry_after", 5)))
         self.set_header("Content-Type", "text/plain; charset=UTF-8")
@@ -153,7 +169,8 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     """The access log, minus the routine of Comet: a poll answered or a
     stream ended is logged at DEBUG only (``--logging=debug`` shows them),
     since with thousands of clients those lines would be most of the
-    server's work. Errors are logged as Tornado would."""
+    server's work. Errors are logged as Tornado would, with the reason a
+    refusal gave: the one line a refused request makes."""
     status = handler.get_status()
     if status < 400:
         if isinstance(handler, HoldingHandler):
@@ -165,4 +182,9 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     else:
         log = access_log.warning if status < 500 else access_log.error
     request = handler.request
-    log("%d %s %s (%s) %.2fms", status, request.method, request.uri, request.remote_ip, 1000.0 * request.request_time())
+    summary = (status, request.method, request.uri, request.remote_ip, 1000.0 * request.request_time())
+    refusal = getattr(handler, "refusal", None) if status >= 400 else None
+    if refusal:
+        log("%d %s %s (%s) %.2fms: %s", *summary, refusal)
+    else:
+        log("%d %s %s (%s) %.2fms", *summary)

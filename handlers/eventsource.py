@@ -169,6 +169,7 @@ class EventSourceHandler(HoldingHandler):
             self.push()  # whatever was published while the write was out
     # end tutorial: one-write
 
+    # tutorial: hand-over
     def hand_over(self) -> None:
         """The server is stopping: with ``--drain-retry``, tell the reader to
         come back sooner than its ``retry:``, since the other processes
@@ -177,6 +178,7 @@ class EventSourceHandler(HoldingHandler):
         most = self.config.drain_retry
         if most:  # through Tornado: it goes out after any write in flight, then the end
             self.write(b"retry: %d\n\n" % random.randint(0, most))
+    # end tutorial: hand-over
 
     def drop(self) -> None:
         """Close a reader that fell too far behind (it resumes by its id), or

@@ -7,7 +7,7 @@ import tornado.web
 
 from comet.clients import Clients
 from comet.policies import BoundedEventQueue, StateStream
-from handlers.base import BaseHandler
+from handlers.base import BaseHandler, RefusedOnce
 
 # Only the site's own scripts, styles and images; nothing inline, no CDN.
 CONTENT_SECURITY_POLICY = (
@@ -58,7 +58,7 @@ class StatusHandler(BaseHandler):
         })
 
 
-class StaticFiles(tornado.web.StaticFileHandler):
+class StaticFiles(RefusedOnce, tornado.web.StaticFileHandler):
     """Scripts and styles carry ``nosniff`` too: that is where it matters."""
 
     def set_default_headers(self) -> None:

@@ -38,6 +38,7 @@ class PlainWriter:
         handler.write(data)
         return handler.flush()
 
+    # tutorial: plain-finish
     def finish(self, handler: tornado.web.RequestHandler, body: Optional[bytes] = None,
                same_as: Optional[Hashable] = None) -> None:
         """End the response with ``body``. Answers given the same
@@ -47,6 +48,7 @@ class PlainWriter:
         # which for a held poll can be minutes ago.
         handler.set_header("Date", format_timestamp(time.time()))
         handler.finish(body)
+    # end tutorial: plain-finish
 
     def closed(self, handler: tornado.web.RequestHandler) -> bool:
         """Whether the client has gone already, before Tornado has told the

@@ -48,12 +48,22 @@ commands between have run.
 the bullet list after ``<!-- copy-list -->`` names files (`` `path` ``) and
 marked passages (`` `path#name` ``); the block after ``<!-- copy-example:
 NAME -->`` is an app that uses them, with a line ``# paste path#name here``
-where each passage goes.
+where each passage goes (``copy_app()`` makes that folder).
+
+The console blocks after ``<!-- copy-run -->`` run that app as the text
+says (tests/process/test_tutorial_curl.py), in such a folder, one session
+in order, each ``$`` line through bash: the command that runs the example
+(``python NAME PORT``) starts it and stays running, its first line of
+output compared; an assignment (``NAME=...``) is run again before each
+later command, as a shell would remember it; ``python`` is the tests'
+Python. ``127.0.0.1:COPY_PORT`` becomes the app's address. These blocks are
+not sessions against app.py.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -174,6 +184,7 @@ PLACEHOLDERS = {
     "number": r"[0-9]+(?:\.[0-9]+)?",  # a number in JSON
     "ms": r"[0-9]+",  # a retry: delay
     "date": r"[A-Z][a-z]{2}, [0-9]{2} [A-Z][a-z]{2} [0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2} GMT",
+    "time": r"[0-9]{2}:[0-9]{2}:[0-9]{2}",  # the time of day, as the example app sends it
 }
 PLACEHOLDER = re.compile(r"<([a-z]+)>")
 
@@ -226,6 +237,8 @@ def curl_sessions(text: str) -> tuple[list[Command], list[str]]:
     problems: list[str] = []
     waiting: Optional[Command] = None  # the held command whose answer block is still to come
     for start, info, body in fenced_blocks(lines):
+        if directive_before(lines, start, COPY_RUN):
+            continue  # the example app's session: copy_run()
         found = directive_before(lines, start, CURL_DIRECTIVE)
         directive = found.group(1) if found else None
         where = f"docs/tutorial.md:{start}"
@@ -334,6 +347,8 @@ def match_output(expected: list[str], actual: list[str], bound: dict[str, str]) 
 COPY_LIST = re.compile(r"^<!--\s*copy-list\s*-->\s*$")
 COPY_ITEM = re.compile(r"^- `([^`#]+)(?:#([^`]+))?`")
 COPY_EXAMPLE = re.compile(r"^<!--\s*copy-example:\s*(\S+)\s*-->\s*$")
+COPY_RUN = re.compile(r"^<!--\s*copy-run\s*-->\s*$")
+COPY_PORT = 8890  # the example app's port in the text: clear of make run's 8888
 PASTE = re.compile(r"^# paste (\S+?)#(\S+) here$")
 
 
@@ -372,6 +387,65 @@ def pasted(example: list[str], passages: dict[str, list[str]]) -> str:
         match = PASTE.match(line)
         out.extend(passages[f"{match.group(1)}#{match.group(2)}"] if match else [line])
     return "\n".join(out) + "\n"
+
+
+def copy_app(directory: Path, text: str) -> Path:
+    """The listed files copied into ``directory`` (their folders kept), and
+    the example written beside them with its passages pasted: the app."""
+    passages = {}
+    for path, name in copy_list(text):
+        if name is None:
+            (directory / path).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(ROOT / path, directory / path)
+        else:
+            found, problems = scan(ROOT / path)
+            assert not problems and name in found, f"{path} has no passage {name!r}: {problems}"
+            passages[f"{path}#{name}"] = found[name]
+    example = copy_example(text)
+    assert example is not None, "docs/tutorial.md has no <!-- copy-example: NAME --> block"
+    name, lines = example
+    (directory / name).write_text(pasted(lines, passages), encoding="utf-8")
+    return directory / name
+
+
+def copy_run(text: str) -> list[Command]:
+    """The commands of the ``<!-- copy-run -->`` blocks, in order, each with
+    what it prints."""
+    lines = text.splitlines()
+    commands: list[Command] = []
+    for start, info, body in fenced_blocks(lines):
+        if info != "console" or not directive_before(lines, start, COPY_RUN):
+            continue
+        for offset, line in enumerate(body):
+            if line.startswith("$ "):
+                commands.append(Command(start + 1 + offset, line[2:].strip(), []))
+            elif commands:
+                commands[-1].expected.append(line)
+    return commands
+
+
+# --- length ------------------------------------------------------------------------------------
+
+MAIN_LINE_WORDS = 6400  # the tutorial before its appendices, code included
+CHAPTER_WORDS = 1200
+
+
+def words_per_chapter(text: str) -> dict[str, int]:
+    """Words (as ``wc -w`` counts them: code, tables and all) under each
+    ``#`` or ``##`` heading outside a fenced block, by heading."""
+    counts: dict[str, int] = {}
+    heading, fence = "", None
+    for line in text.splitlines():
+        opener = FENCE.match(line)
+        if opener and fence is None:
+            fence = opener.group(1)
+        elif fence is not None and line.strip() == fence:
+            fence = None
+        elif fence is None and re.match(r"^#{1,2} ", line):
+            heading = line
+            continue
+        counts[heading] = counts.get(heading, 0) + len(line.split())
+    return counts
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ rules; these are the named cases, each one a reason a user would read."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from tests.client import AsyncClient
@@ -204,3 +206,32 @@ async def test_post_rate_0_lets_every_post_through(post, app):
     for n in range(40):
         assert (await post(b"message=%d" % n, FORM)).status == 200
     assert app.history.count == 40
+
+
+# --- the server's log: one line per refused request ---------------------------------------
+
+REFUSED = {
+    "an empty message": ("/chat/post", b"message=", FORM, 400, "message is missing or empty"),
+    "a cross-site post": ("/chat/post", b"message=x", FORM | {"Sec-Fetch-Site": "cross-site"}, 403,
+                          "Sec-Fetch-Site cross-site & origin None not allowed"),
+    "a message too long": ("/chat/post", b"message=" + b"x" * 2001, FORM, 413, "message is over 2000 characters"),
+    "a malformed path": ("/chat/get/abc", b"", {}, 404, None),
+}
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("case", REFUSED.values(), ids=REFUSED.keys())
+async def test_a_refused_request_is_one_line_of_the_log_with_its_reason(post, get, caplog, case):
+    """Tornado logs an HTTPError as a warning of its own, besides the access
+    log's line: a refusal is one line, the access log's, with the reason."""
+    path, body, headers, status, reason = case
+    with caplog.at_level(logging.DEBUG):
+        if body:
+            response = await post(body, headers, path=path)
+        else:
+            response = await (await get(path)).finish()
+    assert response.status == status, response
+    lines = [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert [record.name for record in lines] == ["tornado.access"], caplog.text
+    assert lines[0].getMessage().startswith(f"{status} "), caplog.text
+    assert reason is None or lines[0].getMessage().endswith(f": {reason}"), caplog.text

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import pytest
 import tornado.web
 
 from tests.client import Client
-from tests.tutorial import ROOT, TUTORIAL, copy_example, copy_list, pasted, scan
+from tests.tutorial import ROOT, TUTORIAL, copy_app, copy_example
 
 TEXT = TUTORIAL.read_text(encoding="utf-8")
 SECRET = "a secret for this test only"
@@ -30,20 +29,7 @@ URL_LINE = re.compile(rb"^http://127\.0\.0\.1:(\d+)/\n$")
 
 def scratch_app(directory: Path) -> Path:
     """The listed files, copied, and the example written beside them."""
-    passages = {}
-    for path, name in copy_list(TEXT):
-        if name is None:
-            (directory / path).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(ROOT / path, directory / path)
-        else:
-            found, problems = scan(ROOT / path)
-            assert not problems and name in found, f"{path} has no passage {name!r}: {problems}"
-            passages[f"{path}#{name}"] = found[name]
-    example = copy_example(TEXT)
-    assert example is not None, "docs/tutorial.md has no <!-- copy-example: NAME --> block"
-    name, lines = example
-    (directory / name).write_text(pasted(lines, passages), encoding="utf-8")
-    return directory / name
+    return copy_app(directory, TEXT)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.client import Client, fetch
+from tests.client import Client, fetch, wait_until
 from tests.nginx import NGINX, Nginx
 from tests.server import QUIET, ServerProcess
 
@@ -122,7 +122,9 @@ def test_behind_nginx_with_xheaders_each_client_has_its_own_cap(behind_proxy):
         # And the app's access log names the client, not nginx.
         with Client(nginx.port, "/chat/get/abc", source=ELSEWHERE) as wrong:
             assert wrong.finish().status == 404
-        assert f"404 GET /chat/get/abc ({ELSEWHERE})" in app.log()
+        # (Logged once the answer is out: the line may follow the answer by a moment.)
+        line = f"404 GET /chat/get/abc ({ELSEWHERE})"
+        assert wait_until(lambda: line in app.log(), timeout=5), app.log()[-2000:]
         # A client cannot claim another address through nginx: it sets X-Real-IP itself.
         assert_clean_503(*fetch(nginx.port, "/ticker", headers={"X-Real-IP": "10.9.9.9"}, timeout=5))
     finally:

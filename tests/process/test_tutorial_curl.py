@@ -2,24 +2,31 @@
 against a live ``python app.py`` with the flags of ``make run``, must print
 what the tutorial shows (the conventions are in tests/tutorial.py: ``...``
 for lines left out, ``<epoch>``, ``<price>`` and the like for values that
-differ, a held request that must stay unanswered until the post after it)."""
+differ, a held request that must stay unanswered until the post after it).
+So must Appendix B's commands, which run the example app from a folder of
+the copies alone."""
 
 from __future__ import annotations
 
 import os
+import re
 import select
 import shlex
 import shutil
+import signal
 import subprocess
+import sys
 import time
 
 from tests.client import wait_until
 from tests.server import ServerProcess
-from tests.tutorial import HELD_FOR, TUTORIAL, TUTORIAL_ADDRESS, Command, curl_sessions, match_output
+from tests.tutorial import (COPY_PORT, HELD_FOR, TUTORIAL, TUTORIAL_ADDRESS, Command, copy_app, copy_run,
+                            curl_sessions, match_output)
 
 CURL = shutil.which("curl") or "/usr/bin/curl"
 BOUND = 10  # seconds: the --max-time given to a command that has none of its own
-COMMANDS, PROBLEMS = curl_sessions(TUTORIAL.read_text(encoding="utf-8"))
+TEXT = TUTORIAL.read_text(encoding="utf-8")
+COMMANDS, PROBLEMS = curl_sessions(TEXT)
 # curl must reach 127.0.0.1 itself, whatever proxy this machine is set up for.
 ENV = {name: value for name, value in os.environ.items() if "proxy" not in name.lower()}
 
@@ -100,3 +107,63 @@ def test_every_curl_in_the_tutorial_shows_what_the_text_says():
                 process.kill()
                 process.wait(timeout=5)
         assert "Traceback" not in server.log(), server.log()[-3000:]
+
+
+# --- Appendix B: the example app, run as the text says ---------------------------------------
+
+ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+URL_LINE = re.compile(r"^http://127\.0\.0\.1:(\d+)/$")
+
+
+def in_bash(command: Command, remembered: list[str], port: int) -> str:
+    """The command as bash runs it: after the assignments before it, at the
+    app's port, curl without ~/.curlrc and with a --max-time of its own."""
+    text = command.text.replace(f"127.0.0.1:{COPY_PORT}", f"127.0.0.1:{port}")
+    if text.startswith("curl "):
+        text = f"{shlex.quote(CURL)} -q {'' if own_bound(command) else f'--max-time {BOUND} '}{text[5:]}"
+    return "\n".join([*remembered, text])
+
+
+def test_appendix_b_runs_the_example_app_from_the_text(tmp_path):
+    commands = copy_run(TEXT)
+    script = copy_app(tmp_path, TEXT)
+    starts = [c for c in commands if re.search(rf"\bpython {re.escape(script.name)} {COPY_PORT}$", c.text)]
+    assert len(starts) == 1, f"Appendix B must start {script.name} on port {COPY_PORT} once: {commands}"
+    # The copies only: no PYTHONPATH; `python` is the tests' Python, with Tornado.
+    env = {name: value for name, value in ENV.items() if name != "PYTHONPATH"}
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    env["PYTHONUNBUFFERED"] = "1"
+    bound: dict[str, str] = {}
+    remembered: list[str] = []
+    app = None
+    port = COPY_PORT
+    try:
+        for command in commands:
+            if command is starts[0]:
+                assert app is None
+                text = re.sub(rf"\b{COPY_PORT}$", "0", command.text)  # a free port, not the text's
+                app = subprocess.Popen(["bash", "-c", text], cwd=tmp_path, env=env, start_new_session=True,
+                                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                ready, _, _ = select.select([app.stdout], [], [], 10)
+                line = app.stdout.readline().decode().rstrip("\n") if ready else ""
+                found = URL_LINE.match(line)
+                assert found, f"{where(command)}\nprinted {line!r}, not its URL"
+                port = int(found.group(1))
+                shown = line.replace(f":{port}/", f":{COPY_PORT}/")
+                problem = match_output(command.expected, [shown], bound)
+                assert problem is None, f"{where(command)}\n{problem}"
+                continue
+            result = subprocess.run(["bash", "-c", in_bash(command, remembered, port)], cwd=tmp_path, env=env,
+                                    capture_output=True, timeout=BOUND + 5)
+            check_exit(command, result.returncode, result.stderr)
+            problem = match_output(command.expected, result.stdout.decode("utf-8").splitlines(), bound)
+            assert problem is None, f"{where(command)}\n{problem}"
+            if ASSIGNMENT.match(command.text):
+                remembered.append(command.text)
+        assert app is not None and remembered, "Appendix B never made its cookie"
+    finally:
+        if app is not None:
+            if app.poll() is None:
+                os.killpg(app.pid, signal.SIGTERM)
+            _, stderr = app.communicate(timeout=10)
+            assert b"Traceback" not in stderr, stderr.decode(errors="replace")

@@ -52,6 +52,23 @@ def test_every_marked_passage_is_quoted():
     assert not marked - quoted, f"marked in the code but never quoted in docs/tutorial.md: {sorted(marked - quoted)}"
 
 
+def test_the_main_line_is_short_and_no_chapter_is_long():
+    """The tutorial before its appendices is read top to bottom: at most
+    MAIN_LINE_WORDS, and no chapter over CHAPTER_WORDS. What only matters
+    under load, and more of the code, go to the appendices."""
+    counts = tutorial.words_per_chapter(TUTORIAL.read_text(encoding="utf-8"))
+    main = {heading: words for heading, words in counts.items() if not heading.startswith("## Appendix")}
+    assert len(main) > 5 and len(counts) > len(main), counts  # the headings are read right
+    long = {heading: words for heading, words in main.items() if words > tutorial.CHAPTER_WORDS}
+    assert not long, f"chapters over {tutorial.CHAPTER_WORDS} words: {long}"
+    assert sum(main.values()) <= tutorial.MAIN_LINE_WORDS, f"the main line is {sum(main.values())} words"
+
+
+def test_words_per_chapter_counts_code_and_skips_headings_in_code():
+    text = "# T\nintro words\n## 1. A\none two\n```python\n# not a heading\nx = 1\n```\n## Appendix A\nz\n"
+    assert tutorial.words_per_chapter(text) == {"# T": 2, "## 1. A": 11, "## Appendix A": 1}
+
+
 # The checker itself, on made-up text: it must notice what it is there to notice.
 
 def test_scan_finds_a_passage_dedented_and_reports_broken_markers(tmp_path, monkeypatch):
