@@ -31,23 +31,13 @@ class RetryLater(tornado.web.HTTPError):
         self.retry_after = retry_after
 
 
-class RefusedOnce(tornado.web.RequestHandler):
-    """A refused request (an ``HTTPError``) is one line of the server's log:
-    the access log's, which carries the reason (``log_request``). Tornado
-    would also log each one as a warning of its own."""
+class BaseHandler(tornado.web.RequestHandler):
+    """Plain-text errors without tracebacks, and the security headers."""
 
     refusal: Optional[str] = None  # why the request was refused, for the access log
 
     def log_exception(self, typ, value, tb) -> None:
-        if isinstance(value, tornado.web.HTTPError):
-            if value.log_message:
-                self.refusal = value.log_message % value.args if value.args else value.log_message
-            return
-        super().log_exception(typ, value, tb)  # a bug: logged with its traceback
-
-
-class BaseHandler(RefusedOnce):
-    """Plain-text errors without tracebacks, and the security headers."""
+        log_exception(self, typ, value, tb)
 
     def set_default_headers(self) -> None:
         self.set_header("X-Content-Type-Options", "nosniff")
@@ -163,6 +153,18 @@ class HoldingHandler(UncachedHandler):
             if timer is not None:
                 timer.cancel()
     # end tutorial: hold
+
+
+def log_exception(handler: tornado.web.RequestHandler, typ, value, tb) -> None:
+    """A refused request (an ``HTTPError``) is one line of the server's log,
+    the access log's, which carries the reason (``log_request``): Tornado
+    would also log each one as a warning of its own. Anything else is a
+    bug, logged with its traceback."""
+    if isinstance(value, tornado.web.HTTPError):
+        if value.log_message:
+            handler.refusal = value.log_message % value.args if value.args else value.log_message
+        return
+    tornado.web.RequestHandler.log_exception(handler, typ, value, tb)
 
 
 def log_request(handler: tornado.web.RequestHandler) -> None:

@@ -7,7 +7,7 @@ import tornado.web
 
 from comet.clients import Clients
 from comet.policies import BoundedEventQueue, StateStream
-from handlers.base import BaseHandler, RefusedOnce
+from handlers.base import BaseHandler, log_exception
 
 # Only the site's own scripts, styles and images; nothing inline, no CDN.
 CONTENT_SECURITY_POLICY = (
@@ -58,8 +58,11 @@ class StatusHandler(BaseHandler):
         })
 
 
-class StaticFiles(RefusedOnce, tornado.web.StaticFileHandler):
+class StaticFiles(tornado.web.StaticFileHandler):
     """Scripts and styles carry ``nosniff`` too: that is where it matters."""
+
+    def log_exception(self, typ, value, tb) -> None:
+        log_exception(self, typ, value, tb)
 
     def set_default_headers(self) -> None:
         self.set_header("X-Content-Type-Options", "nosniff")

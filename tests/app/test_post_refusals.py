@@ -216,6 +216,7 @@ REFUSED = {
                           "Sec-Fetch-Site cross-site & origin None not allowed"),
     "a message too long": ("/chat/post", b"message=" + b"x" * 2001, FORM, 413, "message is over 2000 characters"),
     "a malformed path": ("/chat/get/abc", b"", {}, 404, None),
+    "a file outside static/": ("/static/..%2fapp.py", b"", {}, 403, "../app.py is not in root static directory"),
 }
 
 
