@@ -709,6 +709,24 @@ class AsyncClient:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RESUMED_RCVBUF)
             self.reader, self.writer = await asyncio.open_connection(sock=self.sock, limit=limit)
 
+    def drain(self) -> int:
+        """A stalled client takes what its socket holds now, without waiting
+        and without letting the IOLoop run meanwhile (it stays stalled: its
+        buffer stays small); returns how many bytes it took."""
+        assert self.reader is None, "drain() is for a stalled client"
+        taken = 0
+        while not self.response.closed:
+            try:
+                data = self.sock.recv(1 << 16)
+            except BlockingIOError:
+                break
+            if data:
+                self.response.feed(data)
+                taken += len(data)
+            else:
+                self.response.feed_eof()
+        return taken
+
     async def read(self, timeout: float) -> bool:
         """One read, waiting at most ``timeout`` s: False if nothing came."""
         assert self.reader is not None, "a stalled client reads only after resume()"

@@ -4,6 +4,7 @@ and the long-poll fallback that serves both one batch per request."""
 
 import asyncio
 import re
+import time
 
 import pytest
 
@@ -418,6 +419,38 @@ async def test_chat_reader_too_far_behind_is_disconnected(get, app):
     assert await wait_until_async(lambda: app.clients.counts["chat.streams"] == 0, timeout=1.0)
     await stream.resume()
     assert await stream.closed_by_server(timeout=5), "the server must close a reader it dropped"
+    await stream.close()
+
+
+@pytest.mark.settings(max_backlog=64 << 20, keepalive=0.2)
+@pytest.mark.gen_test(timeout=20)
+async def test_a_keep_alive_never_overtakes_a_write_in_flight(get, app):
+    """The keep-alive falls due while a stuck reader's write is in flight
+    and its socket has room again, before Tornado's stream has sent the
+    queued tail: the keep-alive must wait for it, or its bytes reach the
+    socket ahead of that tail and break the framing."""
+    stream = await get("/chat/events", stalled=True)
+    assert await wait_until_async(lambda: app.clients.counts["chat.streams"] == 1)
+    [handler] = app.clients.holders
+    piece = 32 * 1024
+    # More than the socket's buffers take, however large the kernel lets them grow.
+    texts = [f"{number:04d}" + "z" * piece for number in range(2 * largest_send_buffer() // piece + 8)]
+    for text in texts:
+        app.history.append(text)
+    await asyncio.sleep(0.3)  # stuck for longer than --keepalive
+    assert handler.writing
+    for _ in range(20):
+        # The reader takes a little, and the kernel frees room in the
+        # server's socket, too little to wake Tornado's stream; the IOLoop
+        # does not run meanwhile, so the stream's tail stays queued.
+        stream.drain()
+        time.sleep(0.005)
+    handler.keepalive.cancel()
+    handler.keep_alive()  # the keep-alive timer fires now
+    await stream.resume()
+    events = await stream.events(len(texts), timeout=10)
+    assert [event["id"] for event in events] == [f"E:{number + 1}" for number in range(len(texts))]
+    assert [event["data"] for event in events] == texts
     await stream.close()
 
 
