@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from handlers.base import HoldingHandler
 from tests.client import FALLBACK, AsyncClient, Response, largest_send_buffer, wait_until_async
 
 EVENT_STREAM_HEADERS = {
@@ -401,6 +402,41 @@ async def test_client_that_goes_away_is_dropped_within_a_second(get, app, path, 
     # No event is published: the server must notice the closed socket itself.
     assert await wait_until_async(lambda: app.clients.counts[kind] == 0, timeout=1.0)
     assert (app.history.count, app.prices.id) == (0, 1)
+
+
+@pytest.mark.parametrize(
+    "path, headers, kind",
+    [
+        ("/chat/get/0", {}, "chat.waiting"),
+        ("/chat/events", {}, "chat.streams"),
+        ("/ticker", {"Last-Event-ID": "1"}, "ticker.streams"),
+        ("/chat/events", FALLBACK, "chat.streams"),
+    ],
+    ids=["chat-get", "chat-stream", "ticker-stream", "chat-poll"],
+)
+@pytest.mark.settings(poll_timeout=30, keepalive=30)  # neither timer may be what frees it
+@pytest.mark.gen_test
+async def test_client_gone_before_tornado_listens_is_forgotten_at_once(get, app, monkeypatch, path, headers, kind):
+    """A client that sends its request and resets at once can be gone
+    before Tornado listens for a close, and then no on_connection_close
+    comes. Faked here, since Tornado 6.6.1 does call it for a real client of
+    that kind: the connection closes as the request arrives, and Tornado
+    never tells the handler. The hold must notice by itself (its check of
+    ``writer.closed()``), or the request is counted until its timeout."""
+    arrived = []
+    prepare = HoldingHandler.prepare
+
+    def gone_unreported(handler):
+        prepare(handler)
+        handler.request.connection.set_close_callback(None)  # nobody will be told
+        handler.request.connection.stream.close()
+        arrived.append(handler)
+
+    monkeypatch.setattr(HoldingHandler, "prepare", gone_unreported)
+    await get(path, headers)
+    assert await wait_until_async(lambda: arrived)
+    assert await wait_until_async(lambda: app.clients.counts[kind] == 0, timeout=1.0)
+    assert not app.clients.holders
 
 
 # Slow readers ---------------------------------------------------------------------------
