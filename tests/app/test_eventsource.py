@@ -547,6 +547,28 @@ async def test_a_stream_ended_at_shutdown_is_told_to_come_back_sooner_with_drain
         assert retries == [2000], response.body
 
 
+@pytest.mark.parametrize(
+    "path, headers",
+    [("/chat/get/0", {}), ("/chat/events", FALLBACK), ("/ticker", FALLBACK | {"Last-Event-ID": "1"})],
+    ids=["chat-get", "chat-poll", "ticker-poll"],
+)
+@pytest.mark.settings(poll_timeout=30)
+@pytest.mark.gen_test
+async def test_a_poll_ended_at_shutdown_says_connection_close(app, http_server, http_port, path, headers):
+    """A poll on a keep-alive connection, ended at shutdown: its answer says
+    ``Connection: close``, so the client (or the proxy) sends its next poll
+    down a new connection, to a process that stays, not down this one."""
+    client = await AsyncClient.open(http_port, path, headers=headers)
+    try:
+        assert await wait_until_async(lambda: len(app.clients.holders) == 1)
+        await app.clients.release_all(timeout=1.0)
+        response = await client.finish()
+        assert response.status == (200 if headers else 204)
+        assert response.headers.get("Connection") == "close", response.headers
+    finally:
+        await client.close()
+
+
 @pytest.mark.gen_test
 async def test_release_all_spreads_the_ends_over_its_window(get, app):
     clients = [await get("/ticker") for _ in range(20)]
