@@ -671,12 +671,16 @@ class AsyncClient:
 
     @classmethod
     async def open(cls, port: int, path: Optional[str] = None, *, method: str = "GET", headers: Headers = (),
-                   body: bytes = b"", version: str = "HTTP/1.1", stalled: bool = False) -> "AsyncClient":
+                   body: bytes = b"", version: str = "HTTP/1.1", stalled: bool = False,
+                   source: Optional[str] = None) -> "AsyncClient":
+        """``source``: the address to connect from, as for ``Client``."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if stalled:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, STALLED_RCVBUF)
         sock.setblocking(False)
         try:
+            if source is not None:
+                sock.bind((source, 0))
             await asyncio.get_running_loop().sock_connect(sock, (HOST, port))
         except BaseException:
             sock.close()

@@ -439,6 +439,25 @@ async def test_client_gone_before_tornado_listens_is_forgotten_at_once(get, app,
     assert not app.clients.holders
 
 
+@pytest.mark.settings(max_clients_per_address=1, poll_timeout=30)
+@pytest.mark.gen_test
+async def test_the_cap_per_address_counts_each_address_apart(app, http_server, http_port):
+    """Past ``--max-clients-per-address`` an address is refused with a 503;
+    a client from another address is let in all the same."""
+    clients = [await AsyncClient.open(http_port, "/chat/get/0")]
+    try:
+        assert await wait_until_async(lambda: len(app.clients.holders) == 1)
+        clients.append(await AsyncClient.open(http_port, "/chat/get/0"))
+        refused = await clients[-1].finish()
+        assert refused.status == 503 and b"127.0.0.1 holds 1" in refused.body, refused
+        clients.append(await AsyncClient.open(http_port, "/chat/get/0", source="127.0.0.2"))
+        assert await wait_until_async(lambda: len(app.clients.holders) == 2)
+        assert app.clients.by_address == {"127.0.0.1": 1, "127.0.0.2": 1}
+    finally:
+        for client in clients:
+            await client.close()
+
+
 # Slow readers ---------------------------------------------------------------------------
 
 
