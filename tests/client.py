@@ -671,12 +671,16 @@ class AsyncClient:
 
     @classmethod
     async def open(cls, port: int, path: Optional[str] = None, *, method: str = "GET", headers: Headers = (),
-                   body: bytes = b"", version: str = "HTTP/1.1", stalled: bool = False) -> "AsyncClient":
+                   body: bytes = b"", version: str = "HTTP/1.1", stalled: bool = False,
+                   source: Optional[str] = None) -> "AsyncClient":
+        """``source``: the address to connect from, as for ``Client``."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if stalled:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, STALLED_RCVBUF)
         sock.setblocking(False)
         try:
+            if source is not None:
+                sock.bind((source, 0))
             await asyncio.get_running_loop().sock_connect(sock, (HOST, port))
         except BaseException:
             sock.close()
@@ -708,6 +712,24 @@ class AsyncClient:
         if self.reader is None:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RESUMED_RCVBUF)
             self.reader, self.writer = await asyncio.open_connection(sock=self.sock, limit=limit)
+
+    def drain(self) -> int:
+        """A stalled client takes what its socket holds now, without waiting
+        and without letting the IOLoop run meanwhile (it stays stalled: its
+        buffer stays small); returns how many bytes it took."""
+        assert self.reader is None, "drain() is for a stalled client"
+        taken = 0
+        while not self.response.closed:
+            try:
+                data = self.sock.recv(1 << 16)
+            except BlockingIOError:
+                break
+            if data:
+                self.response.feed(data)
+                taken += len(data)
+            else:
+                self.response.feed_eof()
+        return taken
 
     async def read(self, timeout: float) -> bool:
         """One read, waiting at most ``timeout`` s: False if nothing came."""

@@ -109,6 +109,25 @@ function openWhileShown(connect, disconnect) {
 }
 
 /**
+ * The connection a page shows for `stream`: KeepOpen on `transport` (more
+ * of its options in `keepOpen`), shared with this browser's other tabs of
+ * the same stream and transport mode unless `share` is false (`tabs`:
+ * shareConnection's options, for tests). Every tab remembers a switch to
+ * the fallback, a follower too, so it starts there if it has to take over
+ * the connection.
+ */
+export function keepStream({ stream, attempts, transport, pinned, memory, share = true, keepOpen = {}, tabs = {} }) {
+  const kept = new KeepOpen({ attempts, transport, pinned, memory, ...keepOpen });
+  const connection = share ? shareConnection(`${stream}|${pinned ? transport : 'auto'}`, kept, tabs) : kept;
+  listen(connection, {
+    transport: (shown) => {
+      if (shown === 'longpoll' && !pinned) memory.remember();
+    },
+  });
+  return connection;
+}
+
+/**
  * Everything a page needs to show `stream` (a name: '/ticker', '/chat'):
  * `attempts` as for KeepOpen, `onevent(event)` for each event in order,
  * `onrole(role)` when the tab's role is known. The tabs that show the same
@@ -120,8 +139,10 @@ export function showStream({ stream, attempts, onevent, onrole = () => {} }) {
   const memory = sessionMemory(stream);
   const { transport, pinned } = chooseTransport(memory);
   const share = new URLSearchParams(window.location.search).get('share') !== 'off';
-  const kept = new KeepOpen({ attempts, transport, pinned, keepalive: keepaliveSeconds(), memory, probe: serverAnswers });
-  const connection = share ? shareConnection(`${stream}|${pinned ? transport : 'auto'}`, kept) : kept;
+  const connection = keepStream({
+    stream, attempts, transport, pinned, memory, share,
+    keepOpen: { keepalive: keepaliveSeconds(), probe: serverAnswers },
+  });
   let lastEventId = ''; // of the last event shown: where a page back from the cache resumes
 
   setText('transport', transport);
@@ -131,12 +152,7 @@ export function showStream({ stream, attempts, onevent, onrole = () => {} }) {
       onevent(event);
     },
     status: setStatus,
-    transport: (shown) => {
-      setText('transport', shown);
-      // A follower remembers the switch too, so it starts on the fallback
-      // if it has to take over the connection.
-      if (shown === 'longpoll' && !pinned) memory.remember();
-    },
+    transport: (shown) => setText('transport', shown),
     notice: (text) => setText('connection-notice', text),
     role: (role) => {
       setText('role', role);

@@ -215,6 +215,29 @@ async def test_several_held_clients_all_get_the_message(http_client, url, app):
     assert [(r.code, r.body) for r in responses] == [(200, b"all of you")] * 3
 
 
+@pytest.mark.settings(history=2)
+@pytest.mark.gen_test
+async def test_a_held_get_whose_message_aged_out_while_it_slept_is_410(http_client, url, app):
+    held = asyncio.ensure_future(fetch(http_client, url("/chat/get/0")))
+    assert await wait_until_async(lambda: app.clients.counts["chat.waiting"] == 1)
+    for number in range(3):  # a burst, in one turn of the loop: message 0 is gone before the waiter wakes
+        app.history.append(f"m{number}")
+    response = await asyncio.wait_for(held, 2)
+    assert response.code == 410
+    assert resync_headers(response) == ("1", "3")
+
+
+@pytest.mark.gen_test
+async def test_a_held_get_whose_history_was_replaced_while_it_slept_is_410(http_client, url, app):
+    held = asyncio.ensure_future(fetch(http_client, url("/chat/get/0")))
+    assert await wait_until_async(lambda: app.clients.counts["chat.waiting"] == 1)
+    app.history.restart_at(0, ["from another history"], epoch="F")  # as a Redis copy does
+    response = await asyncio.wait_for(held, 2)
+    assert response.code == 410
+    assert response.headers["X-Chat-Epoch"] == "F"
+    assert resync_headers(response) == ("0", "1")
+
+
 @pytest.mark.settings(poll_timeout=0.3)
 @pytest.mark.gen_test
 async def test_get_held_past_poll_timeout_is_204(http_client, url, app):

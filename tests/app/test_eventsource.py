@@ -4,9 +4,11 @@ and the long-poll fallback that serves both one batch per request."""
 
 import asyncio
 import re
+import time
 
 import pytest
 
+from handlers.base import HoldingHandler
 from tests.client import FALLBACK, AsyncClient, Response, largest_send_buffer, wait_until_async
 
 EVENT_STREAM_HEADERS = {
@@ -402,6 +404,60 @@ async def test_client_that_goes_away_is_dropped_within_a_second(get, app, path, 
     assert (app.history.count, app.prices.id) == (0, 1)
 
 
+@pytest.mark.parametrize(
+    "path, headers, kind",
+    [
+        ("/chat/get/0", {}, "chat.waiting"),
+        ("/chat/events", {}, "chat.streams"),
+        ("/ticker", {"Last-Event-ID": "1"}, "ticker.streams"),
+        ("/chat/events", FALLBACK, "chat.streams"),
+    ],
+    ids=["chat-get", "chat-stream", "ticker-stream", "chat-poll"],
+)
+@pytest.mark.settings(poll_timeout=30, keepalive=30)  # neither timer may be what frees it
+@pytest.mark.gen_test
+async def test_client_gone_before_tornado_listens_is_forgotten_at_once(get, app, monkeypatch, path, headers, kind):
+    """A client that sends its request and resets at once can be gone
+    before Tornado listens for a close, and then no on_connection_close
+    comes. Faked here, since Tornado 6.6.1 does call it for a real client of
+    that kind: the connection closes as the request arrives, and Tornado
+    never tells the handler. The hold must notice by itself (its check of
+    ``writer.closed()``), or the request is counted until its timeout."""
+    arrived = []
+    prepare = HoldingHandler.prepare
+
+    def gone_unreported(handler):
+        prepare(handler)
+        handler.request.connection.set_close_callback(None)  # nobody will be told
+        handler.request.connection.stream.close()
+        arrived.append(handler)
+
+    monkeypatch.setattr(HoldingHandler, "prepare", gone_unreported)
+    await get(path, headers)
+    assert await wait_until_async(lambda: arrived)
+    assert await wait_until_async(lambda: app.clients.counts[kind] == 0, timeout=1.0)
+    assert not app.clients.holders
+
+
+@pytest.mark.settings(max_clients_per_address=1, poll_timeout=30)
+@pytest.mark.gen_test
+async def test_the_cap_per_address_counts_each_address_apart(app, http_server, http_port):
+    """Past ``--max-clients-per-address`` an address is refused with a 503;
+    a client from another address is let in all the same."""
+    clients = [await AsyncClient.open(http_port, "/chat/get/0")]
+    try:
+        assert await wait_until_async(lambda: len(app.clients.holders) == 1)
+        clients.append(await AsyncClient.open(http_port, "/chat/get/0"))
+        refused = await clients[-1].finish()
+        assert refused.status == 503 and b"127.0.0.1 holds 1" in refused.body, refused
+        clients.append(await AsyncClient.open(http_port, "/chat/get/0", source="127.0.0.2"))
+        assert await wait_until_async(lambda: len(app.clients.holders) == 2)
+        assert app.clients.by_address == {"127.0.0.1": 1, "127.0.0.2": 1}
+    finally:
+        for client in clients:
+            await client.close()
+
+
 # Slow readers ---------------------------------------------------------------------------
 
 
@@ -418,6 +474,38 @@ async def test_chat_reader_too_far_behind_is_disconnected(get, app):
     assert await wait_until_async(lambda: app.clients.counts["chat.streams"] == 0, timeout=1.0)
     await stream.resume()
     assert await stream.closed_by_server(timeout=5), "the server must close a reader it dropped"
+    await stream.close()
+
+
+@pytest.mark.settings(max_backlog=64 << 20, keepalive=0.2)
+@pytest.mark.gen_test(timeout=20)
+async def test_a_keep_alive_never_overtakes_a_write_in_flight(get, app):
+    """The keep-alive falls due while a stuck reader's write is in flight
+    and its socket has room again, before Tornado's stream has sent the
+    queued tail: the keep-alive must wait for it, or its bytes reach the
+    socket ahead of that tail and break the framing."""
+    stream = await get("/chat/events", stalled=True)
+    assert await wait_until_async(lambda: app.clients.counts["chat.streams"] == 1)
+    [handler] = app.clients.holders
+    piece = 32 * 1024
+    # More than the socket's buffers take, however large the kernel lets them grow.
+    texts = [f"{number:04d}" + "z" * piece for number in range(2 * largest_send_buffer() // piece + 8)]
+    for text in texts:
+        app.history.append(text)
+    await asyncio.sleep(0.3)  # stuck for longer than --keepalive
+    assert handler.writing
+    for _ in range(20):
+        # The reader takes a little, and the kernel frees room in the
+        # server's socket, too little to wake Tornado's stream; the IOLoop
+        # does not run meanwhile, so the stream's tail stays queued.
+        stream.drain()
+        time.sleep(0.005)
+    handler.keepalive.cancel()
+    handler.keep_alive()  # the keep-alive timer fires now
+    await stream.resume()
+    events = await stream.events(len(texts), timeout=10)
+    assert [event["id"] for event in events] == [f"E:{number + 1}" for number in range(len(texts))]
+    assert [event["data"] for event in events] == texts
     await stream.close()
 
 
@@ -476,6 +564,28 @@ async def test_a_stream_ended_at_shutdown_is_told_to_come_back_sooner_with_drain
         assert 0 <= retries[1] <= drain_retry
     else:
         assert retries == [2000], response.body
+
+
+@pytest.mark.parametrize(
+    "path, headers",
+    [("/chat/get/0", {}), ("/chat/events", FALLBACK), ("/ticker", FALLBACK | {"Last-Event-ID": "1"})],
+    ids=["chat-get", "chat-poll", "ticker-poll"],
+)
+@pytest.mark.settings(poll_timeout=30)
+@pytest.mark.gen_test
+async def test_a_poll_ended_at_shutdown_says_connection_close(app, http_server, http_port, path, headers):
+    """A poll on a keep-alive connection, ended at shutdown: its answer says
+    ``Connection: close``, so the client (or the proxy) sends its next poll
+    down a new connection, to a process that stays, not down this one."""
+    client = await AsyncClient.open(http_port, path, headers=headers)
+    try:
+        assert await wait_until_async(lambda: len(app.clients.holders) == 1)
+        await app.clients.release_all(timeout=1.0)
+        response = await client.finish()
+        assert response.status == (200 if headers else 204)
+        assert response.headers.get("Connection") == "close", response.headers
+    finally:
+        await client.close()
 
 
 @pytest.mark.gen_test

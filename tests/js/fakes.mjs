@@ -1,6 +1,6 @@
 // What the browser modules' tests run against instead of a browser: a clock
-// that moves only when a test fires a timer, Web Locks and a
-// BroadcastChannel for many tabs in one process, the polyfill loaded as the
+// that moves only when a test fires a timer, Web Locks (a tab's own view
+// of them can be frozen) and a BroadcastChannel for many tabs in one process, the polyfill loaded as the
 // classic script it is, and a bounded wait for a condition.
 import { readFileSync } from 'node:fs';
 import vm from 'node:vm';
@@ -85,6 +85,37 @@ export class FakeLocks {
         release();
         waiter.reject(error);
       });
+  }
+}
+
+/**
+ * One tab's navigator.locks, over FakeLocks, that the test can freeze: a
+ * frozen tab runs nothing, so a lock granted to it meanwhile stays held,
+ * its callback waiting until thaw().
+ */
+export class FreezableLocks {
+  #locks;
+  #thawed = null; // while frozen: what thaw() resolves
+  #thaw = null;
+
+  constructor(locks) {
+    this.#locks = locks;
+  }
+
+  freeze() {
+    this.#thawed = new Promise((resolve) => { this.#thaw = resolve; });
+  }
+
+  thaw() {
+    this.#thaw?.();
+    this.#thawed = null;
+  }
+
+  request(name, options, callback) {
+    return this.#locks.request(name, options, async (lock) => {
+      if (this.#thawed) await this.#thawed;
+      return callback(lock);
+    });
   }
 }
 

@@ -1,9 +1,12 @@
 // LongPollEventSource (the polyfill, loaded as the classic script it is)
 // against a fetch that answers only when the test says: a poll left
-// unanswered past its limit is given up and asked again by the same id.
+// unanswered past its limit is given up and asked again by the same id; a
+// refusal says when to come back, and the page waits that long.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
+import { KeepOpen } from '../../static/js/recovery.js';
+import { streamAttempt } from '../../static/js/transport.js';
 import { FakeClock, loadPolyfill } from './fakes.mjs';
 
 /** fetch() as the test plays it: each request waits for answer() or its abort. */
@@ -19,6 +22,16 @@ class FakeFetch {
     });
   });
 
+  /** Refuses the latest request: `status`, with `headers` and a text body. */
+  refuse(status, headers = {}) {
+    this.requests.at(-1).resolve({
+      status,
+      url: this.requests.at(-1).url,
+      headers: new Headers({ 'Content-Type': 'text/plain; charset=UTF-8', ...headers }),
+      arrayBuffer: async () => new ArrayBuffer(0),
+    });
+  }
+
   /** Answers the latest request with an event-stream body. */
   answer(text) {
     this.requests.at(-1).resolve({
@@ -32,7 +45,8 @@ class FakeFetch {
 
 const settle = () => new Promise((resolve) => setImmediate(resolve));
 
-function open(options) {
+/** The polyfill's global, its fetch and its timers the test's. */
+function polyfill() {
   const clock = new FakeClock();
   const network = new FakeFetch();
   const window = loadPolyfill({
@@ -40,6 +54,11 @@ function open(options) {
     setTimeout: (callback, ms) => clock.setTimeout(callback, ms),
     clearTimeout: (timer) => clock.clearTimeout(timer),
   });
+  return { clock, network, window };
+}
+
+function open(options) {
+  const { clock, network, window } = polyfill();
   const source = new window.LongPollEventSource('/ticker', options);
   const seen = [];
   for (const type of ['open', 'message', 'error']) {
@@ -85,4 +104,42 @@ test('without a hint the limit is 30 s: the default hold of 25 s and 5 s for the
   const { clock, source } = open();
   assert.deepEqual(clock.pending(), [30000]);
   source.close();
+});
+
+test('a refusal closes it for good, and its error says the status and the Retry-After', async () => {
+  const { clock, network, source } = open();
+  const errors = [];
+  source.addEventListener('error', (event) => errors.push([event.status, event.retryAfter, source.readyState]));
+  network.refuse(503, { 'Retry-After': '7' });
+  await settle();
+  assert.deepEqual(errors, [[503, '7', 2]]); // CLOSED: the page decides when to ask again
+  assert.equal(network.requests.length, 1);
+  assert.deepEqual(clock.pending(), []);
+});
+
+test('a page refused with Retry-After: 7 over the fallback waits 7 s before it asks again', async () => {
+  const { clock, network, window } = polyfill();
+  // What transport.js finds in a page: the document, and the polyfill's global.
+  globalThis.document = window.document;
+  globalThis.openEventSource = window.openEventSource;
+  try {
+    const page = new KeepOpen({
+      attempts: { longpoll: streamAttempt('/chat/events', { transport: 'longpoll' }) },
+      transport: 'longpoll', pinned: true, keepalive: 15, clock, random: () => 0,
+      memory: { chosen: () => false, remember: () => {} }, probe: async () => true,
+    });
+    page.open('E:3');
+    assert.equal(network.requests.length, 1);
+    network.refuse(503, { 'Retry-After': '7' });
+    await settle();
+    assert.deepEqual(clock.pending(), [7000]); // the backoff's own draw (0 here) comes on top
+    assert.equal(network.requests.length, 1);
+    assert.equal(clock.fire(), 7000);
+    assert.equal(network.requests.length, 2);
+    assert.equal(new URL(network.requests[1].url).searchParams.get('lastEventId'), 'E:3');
+    page.close();
+  } finally {
+    delete globalThis.document;
+    delete globalThis.openEventSource;
+  }
 });

@@ -4,9 +4,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { Connection } from '../../static/js/connection.js';
+import { Connection, listen } from '../../static/js/connection.js';
+import { keepStream } from '../../static/js/page.js';
 import { Backoff, FallbackDecision, KeepOpen, retryAfterMs, Watchdog, watchdogTimes } from '../../static/js/recovery.js';
-import { FakeClock } from './fakes.mjs';
+import { electByLock } from '../../static/js/tabs.js';
+import { FakeBus, FakeClock, FakeLocks, until } from './fakes.mjs';
 
 const KEEPALIVE = 15; // seconds: the watchdog waits 5 s for a first heartbeat, 37.5 s for the next
 const BUFFERED_MS = 5000;
@@ -404,4 +406,49 @@ test('on the wire, each event shows its id and data, and each wait its reason', 
   rig.deliver('101.25', '7');
   rig.say('status', 'closed', '3');
   assert.deepEqual(wire, ['id: 7 data: 101.25', '… next try in 3.5 s (Retry-After: 3, then backoff)']);
+});
+
+// --- The page's tabs: a follower remembers the switch -----------------------------
+
+/** A tab of a page (page.js keepStream) whose stream every tab shares, with its own clock and session. */
+async function pageTab({ locks, bus }) {
+  const tab = { clock: new FakeClock(), memory: sessionLike(), attempts: [], role: null, transport: null };
+  const attempt = (transport) => () => {
+    const made = new FakeAttempt(transport);
+    tab.attempts.push(made);
+    return made;
+  };
+  tab.connection = keepStream({
+    stream: '/ticker', attempts: { eventsource: attempt('eventsource'), longpoll: attempt('longpoll') },
+    transport: 'eventsource', pinned: false, memory: tab.memory,
+    keepOpen: { keepalive: KEEPALIVE, clock: tab.clock, random: () => 0.5, probe: async () => true },
+    tabs: { elect: electByLock(locks), channel: bus.channel, lifecycle: null },
+  });
+  listen(tab.connection, { role: (role) => { tab.role = role; }, transport: (shown) => { tab.transport = shown; } });
+  tab.connection.open();
+  await until(() => tab.role !== null, () => 'the tab has no role');
+  return tab;
+}
+
+test('a follower remembers the leader\'s switch to long polling, and starts there when it takes over', async () => {
+  const shared = { locks: new FakeLocks(), bus: new FakeBus() };
+  const leader = await pageTab(shared);
+  const follower = await pageTab(shared);
+  assert.deepEqual([leader.role, follower.role], ['leader', 'follower']);
+
+  // Behind a buffering proxy: the leader's stream shows nothing in time,
+  // twice, while the server answers a plain request.
+  for (const wait of [BUFFERED_MS, 500, BUFFERED_MS]) {
+    assert.equal(leader.clock.fire(), wait); // the watchdog, the backoff, the watchdog
+    await new Promise((resolve) => setImmediate(resolve)); // the probe answers
+  }
+  assert.deepEqual(leader.attempts.map((a) => a.transport), ['eventsource', 'eventsource', 'longpoll']);
+  await until(() => follower.transport === 'longpoll', () => `the follower shows ${follower.transport}`);
+  assert.deepEqual(follower.attempts, []);
+
+  leader.connection.close();
+  await until(() => follower.role === 'leader', () => 'no new leader');
+  assert.deepEqual(follower.attempts.map((a) => a.transport), ['longpoll']);
+  assert.equal(follower.transport, 'longpoll');
+  follower.connection.close();
 });

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 
 import { Connection, listen } from '../../static/js/connection.js';
 import { electByLock, idOrder, notAfter, shareConnection, showOnce } from '../../static/js/tabs.js';
-import { FakeBus, FakeLocks, until } from './fakes.mjs';
+import { FakeBus, FakeLocks, FreezableLocks, until } from './fakes.mjs';
 
 // --- Every event once, by id ------------------------------------------------
 
@@ -87,15 +87,21 @@ class NumbersStream extends Connection {
   }
 }
 
-/** `count` tabs sharing one Numbers stream; each records its role and what it showed. */
+/**
+ * `count` tabs sharing one Numbers stream; each records its role and what
+ * it showed. Each tab's `locks` (FreezableLocks) and `lifecycle` (what
+ * fires 'freeze' and 'resume') are there for a test that freezes it.
+ */
 async function openTabs(server, count, { delayMs = 0, byeMs = 250 } = {}) {
   const locks = new FakeLocks();
   const bus = new FakeBus({ delayMs });
   const tabs = [];
   for (let i = 0; i < count; i += 1) {
     const tab = { role: null, status: null, shown: [], wire: [] };
+    tab.locks = new FreezableLocks(locks);
+    tab.lifecycle = new EventTarget();
     tab.connection = shareConnection('numbers', new NumbersStream(server), {
-      elect: electByLock(locks), channel: bus.channel, lifecycle: null, byeMs,
+      elect: electByLock(tab.locks), channel: bus.channel, lifecycle: tab.lifecycle, byeMs,
     });
     listen(tab.connection, {
       role: (role) => { tab.role = role; },
@@ -186,4 +192,27 @@ test('hand-overs in turn: each resumes where this browser stood', async () => {
     await allShow(tabs, expected);
     assert.equal(server.streams.size, 1);
   }
+});
+
+test('a follower frozen while queued for the lock is never granted it: another tab leads at once', async () => {
+  const server = new Numbers();
+  const tabs = await openTabs(server, 3);
+  const [leader, frozen, active] = tabs;
+  assert.deepEqual(tabs.map((tab) => tab.role), ['leader', 'follower', 'follower']);
+  // A page being frozen hears 'freeze', then runs nothing until it resumes.
+  frozen.lifecycle.dispatchEvent(new Event('freeze'));
+  frozen.locks.freeze();
+  leader.connection.close();
+  await until(() => active.role === 'leader', () => `the active tab is a ${active.role}`, 1000);
+  assert.equal(frozen.role, 'follower');
+  assert.equal(server.streams.size, 1);
+
+  // Back, it follows the new leader, and shows what it relays.
+  frozen.locks.thaw();
+  frozen.lifecycle.dispatchEvent(new Event('resume'));
+  server.publish('after the freeze');
+  await allShow([frozen, active], ['after the freeze']);
+  assert.deepEqual([frozen.role, active.role], ['follower', 'leader']);
+  assert.equal(server.streams.size, 1);
+  tabs.forEach((tab) => tab.connection.close());
 });
