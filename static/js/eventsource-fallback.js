@@ -139,7 +139,11 @@ class LongPollEventSource extends EventTarget {
     for (const type of ['open', 'message', 'error']) {
       this.addEventListener(type, (event) => this['on' + type]?.call(this, event));
     }
-    this.#poll();
+    // Not at once: as a native EventSource fetches in parallel, so handlers
+    // set just after construction (onwire) see the first request too.
+    queueMicrotask(() => {
+      if (this.#readyState !== this.CLOSED) this.#poll();
+    });
   }
 
   get url() { return this.#url; }

@@ -174,7 +174,7 @@ const POLYFILL = new URL('../../static/js/eventsource-fallback.js', import.meta.
 export function loadPolyfill(globals = {}) {
   const context = vm.createContext({
     EventTarget, Event, MessageEvent: globalThis.MessageEvent ?? NodeMessageEvent, URL, TextDecoder, AbortController, console,
-    setTimeout, clearTimeout,
+    setTimeout, clearTimeout, queueMicrotask,
     document: { baseURI: 'http://127.0.0.1:8888/stock' },
     ...globals,
   });

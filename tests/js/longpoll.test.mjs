@@ -69,6 +69,7 @@ function open(options) {
 
 test('a poll unanswered past its limit is given up, as a network error, and asked again by its id', async () => {
   const { clock, network, source, seen } = open({ abandonAfterMs: 10000 });
+  await settle(); // it asks once its handlers are set, as a native one does
   network.answer('retry: 500\nid: 7\ndata: 10.00\n\n');
   await settle();
   assert.deepEqual(seen, [['open', null, 1], ['message', '10.00', 1]]);
@@ -90,8 +91,16 @@ test('a poll unanswered past its limit is given up, as a network error, and aske
   source.close();
 });
 
+test('closed before its first request, it makes none', async () => {
+  const { network, source } = open();
+  source.close();
+  await settle();
+  assert.equal(network.requests.length, 0);
+});
+
 test('an answered poll cancels its limit; close() leaves nothing pending', async () => {
   const { clock, network, source } = open({ abandonAfterMs: 10000 });
+  await settle();
   network.answer('data: a\n\n');
   await settle();
   assert.deepEqual(clock.pending(), [10000]); // the next poll's only
@@ -100,8 +109,9 @@ test('an answered poll cancels its limit; close() leaves nothing pending', async
   assert.deepEqual(clock.pending(), []);
 });
 
-test('without a hint the limit is 30 s: the default hold of 25 s and 5 s for the network', () => {
+test('without a hint the limit is 30 s: the default hold of 25 s and 5 s for the network', async () => {
   const { clock, source } = open();
+  await settle();
   assert.deepEqual(clock.pending(), [30000]);
   source.close();
 });
@@ -110,6 +120,7 @@ test('a refusal closes it for good, and its error says the status and the Retry-
   const { clock, network, source } = open();
   const errors = [];
   source.addEventListener('error', (event) => errors.push([event.status, event.retryAfter, source.readyState]));
+  await settle(); // it asks once its handlers are set
   network.refuse(503, { 'Retry-After': '7' });
   await settle();
   assert.deepEqual(errors, [[503, '7', 2]]); // CLOSED: the page decides when to ask again
@@ -129,6 +140,7 @@ test('a page refused with Retry-After: 7 over the fallback waits 7 s before it a
       memory: { chosen: () => false, remember: () => {} }, probe: async () => true,
     });
     page.open('E:3');
+    await settle();
     assert.equal(network.requests.length, 1);
     network.refuse(503, { 'Retry-After': '7' });
     await settle();
@@ -142,4 +154,18 @@ test('a page refused with Retry-After: 7 over the fallback waits 7 s before it a
     delete globalThis.document;
     delete globalThis.openEventSource;
   }
+});
+
+test('on the wire, each request names the Last-Event-ID it sent, the first one too', async () => {
+  const { network, source } = open({ abandonAfterMs: 10000 });
+  const wire = [];
+  source.onwire = (line) => wire.push(line); // set after construction, as transport.js sets it
+  await settle();
+  network.answer('id: 7\ndata: 10.00\n\n');
+  await settle();
+  assert.equal(network.requests[1].headers['Last-Event-ID'], '7');
+  assert.deepEqual(wire.filter((line) => line.startsWith('→')), [
+    '→ GET /ticker · no Last-Event-ID', '→ GET /ticker · Last-Event-ID: 7']);
+  assert.match(wire[1], /^← 200 \/ticker · held \d+ ms$/);
+  source.close();
 });

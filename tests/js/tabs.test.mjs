@@ -79,6 +79,7 @@ class NumbersStream extends Connection {
     while (this.sent < this.server.history.length) {
       this.sent += 1;
       this.say('event', { type: 'message', data: this.server.history[this.sent - 1], lastEventId: String(this.sent) });
+      this.say('wire', `id: ${this.sent}`);
     }
   }
 
@@ -133,8 +134,12 @@ test('one leader holds the stream and every tab shows each event once', async ()
   server.publish('b');
   await allShow(tabs, ['a', 'b']);
   await until(() => tabs.every((tab) => tab.status === 'connected'), () => 'not all connected');
-  // What the leader's connection did on the wire, its own in the leader, relayed in the others.
-  assert.ok(tabs[0].wire.includes('numbers from the first'), tabs[0].wire);
+  // What the leader's connection did on the wire: its own in the leader,
+  // relayed in the others (what it did once they follow).
+  assert.ok(tabs[0].wire.includes('numbers from the first') && tabs[0].wire.includes('id: 2'), tabs[0].wire);
+  for (const follower of tabs.slice(1)) {
+    assert.ok(follower.wire.includes('relayed: id: 1') && follower.wire.includes('relayed: id: 2'), follower.wire);
+  }
   tabs.forEach((tab) => tab.connection.close());
   assert.equal(server.streams.size, 0);
 });

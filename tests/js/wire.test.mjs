@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
+import { streamAttempt } from '../../static/js/transport.js';
 import { WIRE_LENGTH, WireLog, duration, eventLine, showWire } from '../../static/js/wire.js';
 
 test('the log keeps the last 50 lines, newest first', () => {
@@ -114,4 +115,50 @@ test('a change of transport is a line; the same again is not', () => {
   say(connection, 'id: 3 data: p');
   say(connection, 'longpoll', 'transport');
   assert.deepEqual(list.lines, ['⇄ transport: longpoll', 'id: 3 data: p', '⇄ transport: eventsource']);
+});
+
+// A native EventSource as transport.js drives it: the listeners it is given,
+// and a readyState the test sets before an error.
+class FakeEventSource {
+  CONNECTING = 0;
+  OPEN = 1;
+  CLOSED = 2;
+  readyState = 0;
+  listeners = {};
+
+  constructor(url) {
+    this.url = url;
+  }
+
+  addEventListener(type, listener) {
+    this.listeners[type] = listener;
+  }
+
+  close() {}
+}
+
+test('a native stream says which id it opens from, and which its own reconnect resumes from', () => {
+  const opened = [];
+  globalThis.document = { baseURI: 'http://127.0.0.1:8888/stock' };
+  globalThis.openEventSource = (url) => {
+    opened.push(new FakeEventSource(url));
+    return opened.at(-1);
+  };
+  const attempt = streamAttempt('/ticker', { transport: 'eventsource' })();
+  const wire = [];
+  attempt.addEventListener('wire', (e) => wire.push(e.detail));
+
+  attempt.open('7');
+  const [source] = opened;
+  assert.equal(source.url, '/ticker?heartbeat=1&lastEventId=7');
+  source.listeners.message({ type: 'message', data: '101.25', lastEventId: '8' });
+  source.onerror({}); // CONNECTING: the browser reconnects by itself, with the id it holds
+  attempt.close();
+  attempt.open('');
+
+  assert.deepEqual(wire, [
+    '→ new EventSource /ticker · from id 7',
+    '✕ error: EventSource reconnects by itself after its retry: wait, from id 8',
+    '→ new EventSource /ticker · no id yet',
+  ]);
 });

@@ -166,6 +166,9 @@ def test_a_process_waits_for_redis_with_its_port_closed_and_says_so(redis_server
                                    cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr)
     try:
         assert wait_until(lambda: "unreachable" in log.read_text(), timeout=10), log.read_text()
+        # Past the first wait too, when it says it goes on waiting: still no URL, the port still closed.
+        assert wait_until(lambda: "not listening until it does" in log.read_text(), timeout=10), log.read_text()
+        assert not select.select([waiting.stdout], [], [], 1.0)[0], waiting.stdout.readline()
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection((HOST, port), timeout=1.0)
         redis_server.resume()

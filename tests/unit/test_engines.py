@@ -110,6 +110,33 @@ def test_a_post_that_cannot_be_committed_is_unavailable_and_not_held(tmp_path):
         post(history, "after close")
 
 
+def test_a_post_is_stored_while_a_backup_reads_the_file(tmp_path):
+    """The write-ahead log: a reader (sqlite3's .backup, VACUUM INTO, as
+    docs/deployment.md says to back up) reads its snapshot while posts go
+    on. With a rollback journal the post would wait for the reader, then
+    fail: 503."""
+    history = opened(tmp_path / "chat.db")
+    post(history, "before")
+    backup = sqlite3.connect(tmp_path / "chat.db", isolation_level=None)
+    backup.execute("BEGIN")
+    assert backup.execute("SELECT message FROM messages").fetchall() == [("before",)]  # its snapshot, held
+    assert post(history, "during") == [1]
+    assert backup.execute("SELECT message FROM messages").fetchall() == [("before",)]
+    backup.execute("COMMIT")
+    assert backup.execute("SELECT message FROM messages").fetchall() == [("before",), ("during",)]
+    backup.close()
+    history.close()
+
+
+def test_a_commit_is_a_write_to_the_log_without_an_fsync(tmp_path):
+    """synchronous=NORMAL: no fsync per post, so the commit can run on the
+    event loop. Its effect is time alone, which no test here measures, so
+    the setting itself is checked."""
+    history = opened(tmp_path / "chat.db")
+    assert history.db.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL
+    history.close()
+
+
 def test_a_missing_folder_is_made(tmp_path):
     history = opened(tmp_path / "instance" / "chat.db")
     assert (tmp_path / "instance" / "chat.db").is_file()

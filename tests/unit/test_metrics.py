@@ -42,3 +42,18 @@ def test_a_publish_to_many_readers_is_timed_once_and_counted_per_reader():
     asyncio.run(publish())
     assert sample(m, "comet_publish_seconds_count") == 1
     assert sample(m, "comet_events_sent_total", stream="ticker") == 1000
+
+
+class Held:
+    def end(self, why: str) -> None:
+        pass
+
+
+def test_each_kind_of_held_request_is_counted_under_its_own_label():
+    """Distinct counts per kind, as the handlers name them (/status shows
+    the same figures): with one of each, two swapped labels would pass."""
+    m = metrics()
+    for kind, count in (("ticker.streams", 1), ("chat.streams", 2), ("chat.waiting", 3)):
+        for _ in range(count):
+            m.clients.admit(Held(), kind)
+    assert [sample(m, "comet_clients", kind=kind) for kind in ("ticker", "chat_events", "chat_poll")] == [1, 2, 3]
