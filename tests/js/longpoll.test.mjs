@@ -147,6 +147,7 @@ test('a page refused with Retry-After: 7 over the fallback waits 7 s before it a
     assert.deepEqual(clock.pending(), [7000]); // the backoff's own draw (0 here) comes on top
     assert.equal(network.requests.length, 1);
     assert.equal(clock.fire(), 7000);
+    await settle();
     assert.equal(network.requests.length, 2);
     assert.equal(new URL(network.requests[1].url).searchParams.get('lastEventId'), 'E:3');
     page.close();
