@@ -568,6 +568,18 @@ def value_of(found: dict, key, metric):
         return None
 
 
+# bench.md's last section is prose written from the tables and the other
+# pages; a run rewrites everything above it and keeps it as it was.
+BY_HAND = "## In short"
+
+
+def written_by_hand(page: Path) -> str:
+    """The hand-written section at the end of ``page``, if it has one."""
+    text = page.read_text() if page.exists() else ""
+    at = text.find("\n" + BY_HAND)
+    return "" if at < 0 else text[at:]
+
+
 def markdown(report: dict) -> str:
     found = figures(report)
     settings, host, ours = report["settings"], report["machine"], report.get("ours", {})
@@ -1096,7 +1108,8 @@ def main(argv=None) -> None:
     if main_run:
         found, ns = figures(report), sorted(report["settings"]["n"])
         print("\n".join(ratio_tables(found, ns, report["settings"]["servers"]) + goal_lines(found, max(ns))))
-        (args.out / "bench.md").write_text(markdown(report))
+        page = args.out / "bench.md"
+        page.write_text(markdown(report) + written_by_hand(page))
         plot(report, args.out / "bench.png")
         print(f"wrote {args.out / 'bench.md'} and {args.out / 'bench.png'}")
 
