@@ -52,7 +52,15 @@ LINGER_RESET = struct.pack("ii", 1, 0)
 # --- the server process, from /proc -----------------------------------------
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of the whole process (every thread), in seconds."""
+    """The CPU time of the whole process (every thread), in seconds: read
+    from its CPU clock, to the nanosecond, where Linux lets us name another
+    process's clock (``MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED)``); else
+    utime + stime from /proc, in clock ticks of 10 ms, which at a few
+    thousand woken polls is a step of several microseconds per poll."""
+    try:
+        return time.clock_gettime(((~pid) << 3) | 2)
+    except OSError:
+        pass
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS

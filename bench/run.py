@@ -107,6 +107,11 @@ class Runner:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.taskset = shutil.which("taskset") if not args.no_pin else None
         self._ours_extra: Optional[list[str]] = None
+        self._ours_db: Optional[bool] = None
+        # Ours keeps its chat in a file of this run's own, never the
+        # checkout's instance/chat.db: a bench neither touches the user's
+        # chat nor depends on what it holds.
+        self.scratch = tempfile.TemporaryDirectory(prefix="bench-run-")
         if not args.no_pin and self.taskset is None:
             print("taskset (util-linux) not found: running unpinned", file=sys.stderr)
 
@@ -117,6 +122,12 @@ class Runner:
         if self._ours_extra is None:
             self._ours_extra = [flag for flag in OURS_IF_PRESENT if has_flag(self.args.app, flag.split("=")[0])]
         return self._ours_extra
+
+    def ours_take_db(self) -> bool:
+        """Whether ours has ``--db`` (older checkouts keep the chat in memory)."""
+        if self._ours_db is None:
+            self._ours_db = has_flag(self.args.app, "--db")
+        return self._ours_db
 
     def pinned(self, cpu: int, command: list[str]) -> list[str]:
         return [self.taskset, "-c", str(cpu), *command] if self.taskset else command
@@ -137,6 +148,8 @@ class Runner:
         command = [arg.format(tick=self.args.tick_interval) for arg in SERVERS[name]] + list(extra)
         if name in OUR_SERVERS:
             command += self.ours_extra() + shlex.split(self.args.ours_flags)
+            if self.ours_take_db() and not any(arg.startswith(("--db", "--redis")) for arg in command):
+                command.append(f"--db={os.path.join(self.scratch.name, 'chat.db')}")
         if port:
             command = [f"--port={port}" if arg == "--port=0" else arg for arg in command]
         process = subprocess.Popen(
@@ -200,6 +213,7 @@ class Runner:
                 self.stop(process)
             except (OSError, subprocess.TimeoutExpired):
                 process.kill()
+        self.scratch.cleanup()
 
     def start_redis(self, directory: str) -> tuple[subprocess.Popen, int]:
         """A redis-server of its own on a free port, nothing on disk, pinned
