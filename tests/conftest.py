@@ -6,10 +6,13 @@ pytest-tornado's ``http_server``, ``http_client`` and ``base_url`` serve the
 test changes the app's flags with ``@pytest.mark.settings(poll_timeout=0.2, ...)``.
 """
 
+import os
+
 import pytest
 
 from app import Config, make_app
 from handlers.writer import choose_writer
+from tests.redis_server import REDIS_SERVER, RedisServer
 
 CHAT_EPOCH = "E"  # the epoch of the in-process app's chat: its ids are E:1, E:2, …
 
@@ -46,3 +49,13 @@ def app(request, writer):
     app = make_app(Config.from_options(**(FAST | (marker.kwargs if marker else {}))), writer)
     app.history.epoch = CHAT_EPOCH  # a fixed name, so a test can spell out the exact frames
     return app
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A ``redis-server`` of the test's own (tests/redis_server.py)."""
+    # Never a skip: a missing server is an install bug (`make system-deps`).
+    assert os.path.exists(REDIS_SERVER), "needs redis-server: run `make system-deps` (Debian's redis-server)"
+    server = RedisServer(str(tmp_path))
+    yield server
+    server.stop()

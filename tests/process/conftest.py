@@ -3,18 +3,16 @@
 Two servers are shared by the tests of one module: ``tuned`` runs with short
 timers and small limits, ``quiet`` with timers so long that nothing is ever
 published while a test watches it (no test posts to it either). Tests that
-stop a server, or need other flags, start their own. ``redis_server`` is a
-Redis of the test's own.
+stop a server, or need other flags, start their own. (``redis_server``, a
+Redis of the test's own, is in tests/conftest.py.)
 """
 
 from __future__ import annotations
 
-import os
 from typing import Iterator
 
 import pytest
 
-from tests.redis_server import REDIS_SERVER, RedisServer
 from tests.server import NO_JITTER, QUIET, ServerProcess
 
 TUNED = ("--retry=1234", "--tick-interval=0.1", "--poll-timeout=0.5", "--history=2",
@@ -31,13 +29,3 @@ def tuned() -> Iterator[ServerProcess]:
 def quiet() -> Iterator[ServerProcess]:
     with ServerProcess(*QUIET) as server:
         yield server
-
-
-@pytest.fixture
-def redis_server(tmp_path) -> Iterator[RedisServer]:
-    """A ``redis-server`` of the test's own (tests/redis_server.py)."""
-    # Never a skip: a missing server is an install bug (`make system-deps`).
-    assert os.path.exists(REDIS_SERVER), "needs redis-server: run `make system-deps` (Debian's redis-server)"
-    server = RedisServer(str(tmp_path))
-    yield server
-    server.stop()
