@@ -7,6 +7,7 @@
 #   curl                        (tests/process/test_tutorial_curl.py: every curl of docs/tutorial.md)
 #   nodejs                      (tests/js: the browser modules' logic under `node --test`)
 #   npm                         (installs axe-core, which tests/e2e/test_accessibility.py runs in each page)
+#   systemd                     (tests/process/test_deploy.py: systemd-analyze reads docs/comet@.service)
 # Needs root and apt-get; otherwise says exactly what to install and fails.
 set -euo pipefail
 
@@ -21,6 +22,7 @@ fi
 [ -x /usr/bin/curl ] || missing+=(curl)
 [ -x /usr/bin/node ] || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+[ -x /usr/bin/systemd-analyze ] || missing+=(systemd)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then

@@ -2,7 +2,7 @@
 as written (but for the paths, ports and Redis of the test), behind
 docs/nginx.conf; it serves, counts in its metrics, and stops cleanly on
 systemd's signal well within TimeoutStopSec; its LimitNOFILE covers
---max-clients."""
+--max-clients; and systemd itself reads it without a complaint."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import os
 import re
 import shlex
 import signal
+import subprocess
+import sys
 import time
 
 from tests.client import fetch, free_port
@@ -47,3 +49,19 @@ def test_the_units_exec_start_serves_behind_nginx_and_stops_within_its_timeout(r
         assert time.monotonic() - stopped < 5
     # A descriptor per client at the default --max-clients, and the rest.
     assert int(settings["LimitNOFILE"]) >= 10000 + 1000
+
+
+def test_systemd_reads_the_unit_without_a_complaint(tmp_path):
+    """``systemd-analyze verify``: a misspelt key or a bad value is only a
+    warning to systemd, which then starts the unit without it, so any line
+    it prints fails here. The venv and the folder it names are this
+    machine's (verify checks that the command exists)."""
+    with open(UNIT, encoding="utf-8") as f:
+        unit = f.read()
+    settings = service()
+    unit = unit.replace(shlex.split(settings["ExecStart"])[0], sys.executable)
+    unit = unit.replace(f"WorkingDirectory={settings['WorkingDirectory']}", f"WorkingDirectory={ROOT}")
+    (tmp_path / "comet@.service").write_text(unit, encoding="utf-8")
+    result = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "comet@8888.service")],
+                            capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
