@@ -91,3 +91,42 @@ def test_sigterm_with_1000_streams_and_1000_polls_ends_every_response_and_exits_
         else:
             assert response.status == 200 and response.received.endswith(b"\r\n0\r\n\r\n"), response.received[-100:]
     assert "Traceback" not in log
+
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def test_posts_on_a_kept_alive_connection_through_a_shutdown_are_taken_or_never_answered(redis_server):
+    """A proxy keeps idle connections to the app and may send a post on one
+    at any moment of a shutdown. The process closes every connection before
+    it stops its store, so each such post is either taken (200) or finds
+    the connection closed (the proxy sends the next one elsewhere): never a
+    503 from a store already stopped, as it got when the store stopped
+    first (the last post of the drain, every run)."""
+    with ServerProcess(f"--redis={redis_server.url}", "--post-rate=0", "--drain=0.5", *QUIET) as server:
+        client = Client(server.port, "/chat/post", method="POST", headers=FORM, body=b"message=first")
+        assert client.finish().status == 200
+        # Held streams, ended a few at a time over --drain: the posts below
+        # are made while that lasts, and after.
+        streams = [Client(server.port, "/ticker") for _ in range(20)]
+        for stream in streams:
+            stream.events(1)
+        server.send_signal(signal.SIGTERM)
+        answers = []
+        for number in range(5000):  # back to back until the connection is closed
+            try:
+                client.request("POST", "/chat/post", FORM, b"message=%d" % number)
+            except OSError:  # closed as the request went out
+                break
+            response = client.response
+            deadline = time.monotonic() + 5
+            while not (response.complete or response.closed) and time.monotonic() < deadline:
+                client.read(0.5)
+            if not response.complete:
+                break
+            answers.append(response.status)
+        assert server.wait(10) == 0, server.log()[-2000:]
+        assert client.closed_by_server(5), "the connection outlived the process"
+        assert all(stream.closed_by_server(5) for stream in streams)
+    assert set(answers) <= {200}, [(n, status) for n, status in enumerate(answers) if status != 200][:3]
+    assert answers, "no post was answered during the drain"
