@@ -280,16 +280,14 @@ async def main() -> None:
     # Stop taking connections (behind a proxy, new requests go to the other
     # processes), tell every held request to finish its response, a few at a
     # time over --drain seconds, give them a moment to go out, then close
-    # what is left. The store stops last: a proxy may send a request on a
-    # kept-alive connection until it is closed, and that request must find
-    # the store still there.
+    # what is left.
     server.stop()
     await app.clients.release_all(timeout=1.5, spread=options.drain)
+    await app.engine.stop()
     try:
         await asyncio.wait_for(server.close_all_connections(), timeout=1.0)
     except asyncio.TimeoutError:
         pass
-    await app.engine.stop()
     # end tutorial: shutdown
 
 
